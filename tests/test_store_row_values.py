@@ -1,15 +1,20 @@
 """A collar's columns read at once (store.row_values.ColumnReads) are what its mapped attributes say:
 the values of this unit of work's changes, the stored ones once the row is expired, and the
-column defaults of a row just made."""
+column defaults of a row just made; a row made from its values (`new_row`) is stored as its
+constructor's."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import inspect
 
 from lora_bridge.store.database import open_database
-from lora_bridge.store.row_values import ColumnReads, set_columns
-from lora_bridge.store.tables import Device
+from lora_bridge.store.row_values import ColumnReads, new_row, set_columns
+from lora_bridge.store.tables import Alert, Device
+
+T0 = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
 
 READS = ColumnReads("device_id", "label", "last_f_cnt", "network")
 
@@ -60,5 +65,38 @@ def test_changes_set_together_are_the_changes_the_attributes_make_and_the_flush_
             rows = {d.device_id: (d.label, d.last_f_cnt, d.flags) for d in session.query(Device)}
         assert rows["c1"] == rows["c2"] == ("new", 9, {"moving": True})
         assert rows["c3"][:2] == ("made", 1)
+    finally:
+        db.dispose()
+
+
+def test_a_row_made_from_its_values_stores_what_its_constructor_stores_and_reads_the_same(store_url: str) -> None:
+    db = open_database(store_url)
+    try:
+        with db.write() as session:
+            session.add(Device(device_id="c1", reported_settings={}, session=0))
+            session.flush()
+            values = {"id": 7, "device_id": "c1", "alert_type": "mortality", "priority": 1, "source": "collar",
+                      "dedup_key": "c1:mortality", "open_key": "c1:mortality", "time": T0, "last_time": T0,
+                      "lat": None, "evidence": {"seq": 1}}
+            made = new_row(Alert, values)
+            built = Alert(**{**values, "id": 8, "open_key": "c1:mortality:2"})
+            assert made not in session and type(made) is Alert
+            # unset columns read as the constructor's object reads them, before and after the flush
+            assert (made.state, made.occurrences, made.lon) == (built.state, built.occurrences, built.lon) == (
+                None, None, None)
+            session.add_all([made, built])
+            assert made in session.new
+            made.occurrences = 2  # changed before its insert: the insert writes it
+            built.occurrences = 2
+            session.flush()
+            assert inspect(made).persistent
+            made.last_time = T0 + timedelta(hours=1)  # changed once stored: an update, as for any row
+            built.last_time = T0 + timedelta(hours=1)
+        with db.read() as session:
+            rows = {a.id: a for a in session.query(Alert)}
+            columns = [c.key for c in inspect(Alert).columns if c.key not in ("id", "open_key", "created_at")]
+            assert [getattr(rows[7], c) for c in columns] == [getattr(rows[8], c) for c in columns]
+            assert (rows[7].state, rows[7].occurrences, rows[7].evidence) == ("new", 2, {"seq": 1})
+            assert rows[7].created_at is not None and rows[7].last_time == T0 + timedelta(hours=1)
     finally:
         db.dispose()

@@ -21,6 +21,7 @@ from lora_bridge.domain import rules_crossings
 from lora_bridge.errors import InvalidRequest, InvalidTransition, InvalidVerdict, UnknownAlert
 from lora_bridge.store import bulk
 from lora_bridge.store.ids import id_where_inserts_go_one_by_one, take_id
+from lora_bridge.store.row_values import new_row
 from lora_bridge.store.tables import Alert, AlertEvent
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.unflushed import read_with_new
@@ -215,23 +216,23 @@ def raise_alert(
             extra={"alert_id": alert.id, "device_id": device_id, "alert_type": alert_type},
         )
         return alert, False
-    alert = Alert(
-        id=take_id(session, Alert),  # added without a flush: the batch's next one writes it
-        device_id=device_id,
-        animal_id=animal_id,
-        alert_type=alert_type,
-        priority=priority_for(alert_type),
-        state=STATE_NEW,
-        source=source,
-        dedup_key=dedup_key(device_id, alert_type),
-        open_key=key or dedup_key(device_id, alert_type),
-        time=time,
-        last_time=time,
-        occurrences=1,
-        lat=lat,
-        lon=lon,
-        evidence=with_raised_place(evidence, time, lat, lon),
-    )
+    alert = new_row(Alert, {
+        "id": take_id(session, Alert),  # added without a flush: the batch's next one writes it
+        "device_id": device_id,
+        "animal_id": animal_id,
+        "alert_type": alert_type,
+        "priority": priority_for(alert_type),
+        "state": STATE_NEW,
+        "source": source,
+        "dedup_key": dedup_key(device_id, alert_type),
+        "open_key": key or dedup_key(device_id, alert_type),
+        "time": time,
+        "last_time": time,
+        "occurrences": 1,
+        "lat": lat,
+        "lon": lon,
+        "evidence": with_raised_place(evidence, time, lat, lon),
+    })
     session.add(alert)
     _note_raised(session, alert)
     record_event(session, alert, actor, ACTION_RAISED, {"source": source, "time": time.isoformat()})
@@ -533,8 +534,8 @@ def record_event(
     """Append one step to the alert's history; ValueError for an action not in ACTIONS."""
     if action not in ACTIONS:
         raise ValueError(f"unknown alert history step {action!r}: add it to alerts.ACTIONS")
-    event = AlertEvent(id=id_where_inserts_go_one_by_one(session, AlertEvent), alert_id=alert.id, actor=actor,
-                       action=action, detail=dict(detail or {}))
+    event = new_row(AlertEvent, {"id": id_where_inserts_go_one_by_one(session, AlertEvent), "alert_id": alert.id,
+                                 "actor": actor, "action": action, "detail": dict(detail or {})})
     session.add(event)
     return event
 

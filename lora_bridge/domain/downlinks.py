@@ -49,6 +49,7 @@ from lora_bridge.domain import alerts
 from lora_bridge.errors import InvalidCommand, InvalidCommandValues
 from lora_bridge.store import bulk
 from lora_bridge.store.ids import take_id
+from lora_bridge.store.row_values import new_row
 from lora_bridge.store.tables import Alert, Downlink, DownlinkTransmission, RawUplink
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.unflushed import read_with_new, with_new
@@ -262,17 +263,17 @@ def queue_command(
         if waiting is not None:
             return waiting
     downlink_id = take_id(session, Downlink)  # added without a flush: the batch's next one writes it
-    downlink = Downlink(
-        id=downlink_id,
-        device_id=device_id,
-        f_port=int(row[1]),
-        payload=payload,
-        command=command,
-        seq=values.get("seq"),
-        alert_id=alert_id,
-        state=STATE_QUEUED,
-        correlation_id=f"{CORRELATION_PREFIX}{downlink_id}",
-    )
+    downlink = new_row(Downlink, {
+        "id": downlink_id,
+        "device_id": device_id,
+        "f_port": int(row[1]),
+        "payload": payload,
+        "command": command,
+        "seq": values.get("seq"),
+        "alert_id": alert_id,
+        "state": STATE_QUEUED,
+        "correlation_id": f"{CORRELATION_PREFIX}{downlink_id}",
+    })
     session.add(downlink)
     _note_added(session, downlink)
     if f_port == COMMAND_PORT and command != ACK_COMMAND:
