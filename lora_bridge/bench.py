@@ -79,6 +79,13 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
     mqtt_threads, mqtt_one_worker_by_threads           one worker's threads (and messages in flight,
                                                        `mqtt_threads`): rate, CPU per uplink and mean
                                                        batch with fewer, in the same rounds
+    mqtt_counted_per_uplink                            one worker and two sharing the collars ("one",
+                                                       "two"), once more each, counted rather than
+                                                       timed: the workers' Python calls per uplink (all
+                                                       their threads, cProfile each, from "ready" to the
+                                                       end), their statements (an executemany once) and
+                                                       commits on the store per uplink, the mean batch
+                                                       and the bodies handed over (lost, applied twice)
     sqlite_history_*                                   the headline run on a store that holds the herd's
                                                        last `sqlite_history_days` days first (applied
                                                        before the run, not measured): a bridge that has
@@ -128,6 +135,7 @@ from lora_bridge.settings import MQTT_THREADS
 from lora_bridge.store.database import count_writes
 from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
+from lora_bridge.thread_profile import ThreadProfiles
 from lora_bridge.uplink_formats import tts_uplink_body
 from lora_bridge.warm_up import hourly_messages
 
@@ -135,6 +143,9 @@ BENCH_SECRET = "bench-webhook-secret"
 START_S = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
 BENCH_APP = "bench"
 DONE_STATUSES = ("processed", "recorded", "dead_letter", "kept")
+# A file name here makes an MQTT bench worker count the Python calls of all its threads (cProfile each)
+# while it is ready, and dump where they went to that file (pstats)
+MQTT_WORKER_PROFILE_ENV = "TEMBO_MQTT_WORKER_PROFILE"
 
 
 def synthetic_bodies(collars: int = 20, hours: int = 12, first_hour: int = 0) -> list[bytes]:
@@ -583,18 +594,28 @@ def _postmaster_pid(server: Any) -> int | None:
 
 
 def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, group: str,
-             collar_shares: bool = True, postgres_pid: int | None = None, threads: int | None = None) -> dict[str, Any]:
+             collar_shares: bool = True, postgres_pid: int | None = None, threads: int | None = None,
+             profile_to: Path | None = None) -> dict[str, Any]:
     """Publish bodies to the broker for `workers` worker processes sharing a subscription (and the
     collars, unless collar_shares is False: then each applies whatever the broker hands it); rate, lost.
-    threads: each worker's `mqtt_threads` (None: the default)."""
+    threads: each worker's `mqtt_threads` (None: the default). profile_to: a folder where each worker
+    dumps its threads' profile (`{client id}.pstats`); the run then gives the workers' Python calls
+    (`python_calls_per_uplink`), and its rates are those of profiled workers."""
     import paho.mqtt.client as mqtt
 
-    environment = {**os.environ, "TEMBO_MQTT_THREADS": str(threads)} if threads else None
+    environment = {**os.environ, **({"TEMBO_MQTT_THREADS": str(threads)} if threads else {})}
+
+    def worker_environment(client_id: str) -> dict[str, str]:
+        if profile_to is None:
+            return environment
+        return {**environment, MQTT_WORKER_PROFILE_ENV: str(profile_to / f"{client_id}.pstats")}
+
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "lora_bridge.bench", "mqtt-worker", database_url, broker.url,
              f"{group}-{n}", group] + ([] if collar_shares else ["no-collar-shares"]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=worker_environment(f"{group}-{n}"),
         )
         for n in range(workers)
     ]
@@ -646,7 +667,7 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
         for process in processes:
             process.stdin.close()
         batched = {"batches": 0, "bodies": 0, "fell_back": 0, "handed_over": 0, "taken": 0, "apart_batches": 0,
-                   "apart_bodies": 0, "cpu_s": 0.0}
+                   "apart_bodies": 0, "cpu_s": 0.0, "python_calls": 0, "statements": 0, "commits": 0}
         cpu_per_worker: list[float] = []
         for process in processes:
             try:
@@ -670,6 +691,11 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             # CPU time of all workers per uplink, and each worker's CPU time per uplink of the run
             "cpu_ms_per_uplink": round(1000 * batched["cpu_s"] / len(bodies), 3),
             "cpu_ms_per_uplink_per_worker": [round(1000 * c / len(bodies), 3) for c in cpu_per_worker],
+            # the workers' Python calls per uplink, all their threads, and their statements (an executemany
+            # counts once) and commits on the store (profiled runs only: else 0)
+            "python_calls_per_uplink": round(batched["python_calls"] / len(bodies), 1),
+            "statements_per_uplink": round(batched["statements"] / len(bodies), 3),
+            "commits_per_uplink": round(batched["commits"] / len(bodies), 4),
             # the other parts, over the same span: PostgreSQL (server and backends), Mosquitto, this
             # process (publisher and the reader that watches the rows arrive), and how busy the whole
             # machine was (1.0: every core busy, whoever's work it was)
@@ -702,6 +728,8 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
     from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
     from lora_bridge.collar_shares import CollarShare
 
+    profile_to = os.environ.get(MQTT_WORKER_PROFILE_ENV)
+    profiles = ThreadProfiles().start() if profile_to else None
     with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
         bridge.process_pending()  # bodies a killed worker stored and did not apply, as `tembo bridge` does
         bridge.warm_up()  # as `tembo bridge` does before its MQTT workers start (`server.serve`)
@@ -712,10 +740,17 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
         with worker:
             print("ready", flush=True)
             cpu_started = time.process_time()
+            calls_started = profiles.calls() if profiles is not None else 0
+            writes = count_writes(bridge.db) if profiles is not None else {}
             sys.stdin.read()
             cpu_s = time.process_time() - cpu_started
-        print(json.dumps({**bridge.ingest_batches(), "handed_over": share.handed_over, "taken": share.taken,
-                          "cpu_s": cpu_s}), flush=True)
+            calls = profiles.calls() - calls_started if profiles is not None else 0
+        said = {**bridge.ingest_batches(), "handed_over": share.handed_over, "taken": share.taken, "cpu_s": cpu_s}
+        if profiles is not None:
+            profiles.stop()
+            profiles.stats().dump_stats(profile_to)
+            said.update(python_calls=calls, **writes)
+        print(json.dumps(said), flush=True)
 
 
 # ---- the figures ---------------------------------------------------------------------------------
@@ -907,6 +942,7 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
                                         postgres_pid=postgres_pid))
             runs["mixed"].append(mqtt_run(server.create_database(f"mqtt2rr{r}"), broker, bodies, 2, f"bench2rr{r}",
                                           collar_shares=False, postgres_pid=postgres_pid))
+        counted = mqtt_counted_figures(folder, server, broker, bodies)
 
     def median_of(kind_runs: list[dict[str, Any]], name: str) -> float:
         return round(median(run[name] for run in kind_runs), 3)
@@ -1005,9 +1041,24 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
             str(threads): {name: median_of(kind_runs, name)
                            for name in ("uplinks_per_s", "cpu_ms_per_uplink", "postgres_cpu_ms_per_uplink", "mean_batch")}
             for threads, kind_runs in fewer_threads.items()},
+        **counted,
         "cpu_count": os.cpu_count(),
         "load_average_after_mqtt": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def mqtt_counted_figures(folder: Path, server: Any, broker: Any, bodies: list[bytes]) -> dict[str, Any]:
+    """One worker, then two sharing the collars, each profiled (its rates not taken): what they do per
+    uplink, counted rather than timed (`mqtt_counted_per_uplink`)."""
+    profiles = folder / "mqtt-profiles"
+    profiles.mkdir(exist_ok=True)
+    counted: dict[str, dict[str, Any]] = {}
+    for kind, workers in (("one", 1), ("two", 2)):
+        run = mqtt_run(server.create_database(f"mqttcounted{workers}"), broker, bodies, workers,
+                       f"benchcounted{workers}", profile_to=profiles)
+        counted[kind] = {name: run[name] for name in ("python_calls_per_uplink", "statements_per_uplink",
+                                                      "commits_per_uplink", "mean_batch", "handed_over", "lost", "applied_twice")}
+    return {"mqtt_counted_per_uplink": counted}
 
 
 def _main(argv: list[str]) -> int:

@@ -95,6 +95,9 @@ class CollarShare:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.members: tuple[str, ...] = ()
+        # Each collar's owner among the members it was worked out for (`owner`): two hashes per member a
+        # message had cost, for a herd that sends the same collars all day. Replaced whole, with the members.
+        self._owners: tuple[tuple[str, ...], dict[str, str | None]] = ((), {})
         self.taken = 0
         bridge.hand_over = self.keep_for_owners  # each ingest batch writes this worker's hand-overs
         # Set when this worker may have bodies to take: named by a hand-over's notification, the members
@@ -187,9 +190,20 @@ class CollarShare:
 
     # Ingest ----------------------------------------------------------------------------------
 
+    def owner(self, collar_key: str) -> str | None:
+        """The member that owns collar_key (`owner_of` the members), remembered until the members change."""
+        members = self.members
+        known_for, owners = self._owners
+        if known_for != members:
+            owners = {}
+            self._owners = (members, owners)
+        if collar_key not in owners:
+            owners[collar_key] = owner_of(collar_key, members)
+        return owners[collar_key]
+
     def owns(self, collar_key: str) -> bool:
         """True when this worker applies collar_key's bodies itself (no key, no members: always)."""
-        owner = owner_of(collar_key, self.members) if collar_key else None
+        owner = self.owner(collar_key) if collar_key else None
         return owner is None or owner == self.worker_id
 
     @property
@@ -221,15 +235,16 @@ class CollarShare:
         """Inside session's transaction (an ingest batch's): one insert, a hand-over row for each body of
         submissions, holding the body, to its collar's owner (who writes its raw row when it applies
         it); each owner notified by name at the commit."""
-        members = self.members
         handed_at = utc_now()
         rows = []
         for submission in submissions:
             key = collar_hint(submission)
             rows.append({**ingest.submitted(submission), "collar_key": key[:128],
-                         "to_worker": owner_of(key, members) or self.worker_id, "from_worker": self.worker_id,
+                         "to_worker": self.owner(key) or self.worker_id, "from_worker": self.worker_id,
                          "handed_at": handed_at})
-        session.execute(insert(CollarHandover), rows)
+        # into the table, not through the ORM's bulk insert: the rows are plain values, never objects of
+        # the session (its per-row bookkeeping cost more Python than the insert itself)
+        session.execute(_INSERT_HANDOVERS, rows)
         _notify(session, NOTIFY_CHANNEL, tuple(sorted({row["to_worker"] for row in rows})))
 
     # Bodies handed to this worker ------------------------------------------------------------
@@ -367,6 +382,7 @@ _MINE = CollarHandover.to_worker == bindparam("worker_id")
 _ADDRESSED = or_(_MINE, CollarHandover.to_worker.not_in(bindparam("members", expanding=True)))
 _TAKE_MINE = _take_statement(_MINE)
 _TAKE_ADDRESSED = _take_statement(_ADDRESSED)
+_INSERT_HANDOVERS = insert(CollarHandover.__table__)
 
 
 def keep_stranded_handovers(db: Any) -> int:

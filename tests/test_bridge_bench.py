@@ -140,6 +140,27 @@ def test_the_mqtt_bench_counts_every_uplink_once_and_says_what_the_workers_backe
     assert run["other_work_share"] <= run["machine_busy_share"]
 
 
+@pytest.mark.mqtt
+@pytest.mark.postgres
+def test_the_mqtt_bench_counts_the_workers_python_calls_and_statements_per_uplink(mosquitto, postgres_url, tmp_path):
+    import pstats
+
+    from lora_bridge.bench import mqtt_run
+
+    bodies = synthetic_bodies(2, 3)
+    run = mqtt_run(postgres_url, mosquitto, bodies, 1, "bench-counted", profile_to=tmp_path)
+
+    assert (run["lost"], run["applied_twice"]) == (0, 0)
+    # every body is read, stored and applied in the worker's threads: hundreds of Python calls each, at
+    # least one statement a batch and a commit a batch
+    assert run["python_calls_per_uplink"] > 100
+    assert run["statements_per_uplink"] > 0 and run["commits_per_uplink"] > 0
+    # and where they went, from the worker's threads (its MQTT client's, its hand-in threads)
+    profiled = pstats.Stats(str(tmp_path / "bench-counted-0.pstats"))
+    called = {name for _file, _line, name in profiled.stats}
+    assert {"_on_message", "_ingest", "_write_batch"} <= called
+
+
 def test_the_bench_says_what_two_workers_could_reach_on_its_cores_only_when_it_had_them():
     from lora_bridge.bench import speedup_cpu_ceiling
 

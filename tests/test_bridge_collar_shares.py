@@ -40,6 +40,20 @@ def test_each_collar_has_one_owner_and_a_worker_joining_takes_only_its_own_share
     assert owner_of("collar-07", []) is None
 
 
+def test_a_worker_tells_a_collars_owner_as_the_hash_does_before_and_after_the_members_change(sqlite_url):
+    collars = [f"collar-{n:02d}" for n in range(40)]
+    with b.fresh_bridge(sqlite_url) as bridge:
+        share = CollarShare(bridge, "g/bridge-1")
+        share.members = ("g/bridge-1", "g/bridge-2")
+        two = [share.owner(key) for key in collars]
+        share.members = ("g/bridge-1", "g/bridge-2", "g/bridge-3")
+        three = [share.owner(key) for key in collars]
+
+    assert two == [owner_of(key, ["g/bridge-1", "g/bridge-2"]) for key in collars]
+    assert three == [owner_of(key, ["g/bridge-1", "g/bridge-2", "g/bridge-3"]) for key in collars]
+    assert set(two) == {"g/bridge-1", "g/bridge-2"} and "g/bridge-3" in three
+
+
 def _key_owned_by(share: CollarShare, keys: list[str]) -> str:
     return next(key for key in keys if owner_of(key, share.members) == share.worker_id)
 

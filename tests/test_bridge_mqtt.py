@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from test_bridge_network_messages import CHIRPSTACK_OUTCOMES, TTS_OUTCOMES
 
 from lora_bridge.adapters.mqtt import (
+    HandInThreads,
     MqttIngest,
     content_type_of,
     parse_broker_url,
@@ -88,6 +89,45 @@ def test_broker_credentials_come_from_the_url_or_settings_and_never_show():
 def test_a_tts_kind_not_listed_here_still_goes_in_to_be_kept():
     routed = route("v3/a@t/devices/c/down/queue_invalidated")
     assert (routed.network, routed.event) == ("tts", "down/queue_invalidated")
+
+
+def test_a_workers_messages_are_each_handed_in_once_by_no_more_threads_than_it_has():
+    handed: list[int] = []
+    at_once = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def hand_in(n: int) -> None:
+        with lock:
+            at_once["now"] += 1
+            at_once["most"] = max(at_once["most"], at_once["now"])
+        release.wait(5)  # each waits for its batch's commit, as an ingest does
+        with lock:
+            at_once["now"] -= 1
+            handed.append(n)
+
+    threads = HandInThreads(hand_in, 4, "test-hand-in")
+    for n in range(4):
+        threads.put(n)
+    assert _wait_for(lambda: at_once["now"] == 4)  # four messages in hand, each on a thread of its own
+    for n in range(4, 10):
+        threads.put(n)
+    release.set()
+    threads.close()  # the ten put are all handed in before it returns
+
+    assert sorted(handed) == list(range(10))
+    assert at_once["most"] == 4
+    with pytest.raises(RuntimeError):
+        threads.put(10)
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
 
 
 # ---- against the broker ------------------------------------------------------------------------

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -207,7 +207,7 @@ class MqttIngest:
         self.ignored = 0
         self.kept = 0
         self.threads = max(1, threads)
-        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="tembo-mqtt")
+        self._pool = HandInThreads(self._ingest, self.threads, "tembo-mqtt")
         self._in_flight: deque[list[Any]] = deque()  # [mid, qos, done] in arrival order
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -279,7 +279,7 @@ class MqttIngest:
     def stop(self) -> None:
         """Finish the messages in hand (acknowledging them), then disconnect."""
         self._stopping.set()
-        self._pool.shutdown(wait=True)
+        self._pool.close()
         self.client.disconnect()
         self.client.loop_stop()
         if self.share is not None:
@@ -368,7 +368,7 @@ class MqttIngest:
         body = bytes(message.payload[:MAX_BODY_BYTES])
         if len(message.payload) > MAX_BODY_BYTES:
             log.warning("oversized MQTT message cut", extra={"topic": message.topic[:200], "bytes": len(message.payload)})
-        self._pool.submit(self._ingest, routed, body, entry)
+        self._pool.put(routed, body, entry)
 
     # Work (pool threads) ---------------------------------------------------------------------
 
@@ -443,6 +443,60 @@ class MqttIngest:
                 if qos > 0:
                     self.client.ack(mid, qos)
                 self.acknowledged += 1
+
+
+class HandInThreads:
+    """Up to `count` threads that each run `work(*item)` for one item put at a time: an MQTT worker's
+    messages handed in, each by a thread of its own while it waits for its batch's commit.
+
+    A thread starts when an item is put and every started thread is busy; an idle thread waits on a
+    queue. It does what a thread pool's executor did for the worker, without a future, its condition
+    and its locks for every message, which the worker never read: about thirty Python calls a message,
+    on the network thread that reads every message. `close()` lets the threads finish what was put,
+    then ends them.
+    """
+
+    def __init__(self, work: Callable[..., Any], count: int, name: str) -> None:
+        self._work = work
+        self._count = max(1, count)
+        self._name = name
+        self._items: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # started threads waiting for an item, less the items put for them
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def put(self, *item: Any) -> None:
+        """Have item worked by an idle thread, or a new one (RuntimeError once closed)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker's threads are closed")
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self._count:
+                thread = threading.Thread(target=self._run, name=f"{self._name}_{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._items.put(item)
+
+    def close(self) -> None:
+        """Finish every item put, then end the threads (no item may be put after)."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._items.put(None)
+        for thread in threads:
+            thread.join()
+
+    def _run(self) -> None:
+        while (item := self._items.get()) is not None:
+            try:
+                self._work(*item)
+            except Exception:  # noqa: BLE001 - the next message still gets a thread
+                log.exception("MQTT message hand-in failed")
+            with self._lock:
+                self._idle += 1
 
 
 def _context(routed: Routed) -> dict[str, str | None]:
