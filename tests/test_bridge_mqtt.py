@@ -109,7 +109,7 @@ def test_a_workers_messages_are_each_handed_in_once_by_no_more_threads_than_it_h
     threads = HandInThreads(hand_in, 4, "test-hand-in")
     for n in range(4):
         threads.put(n)
-    assert _wait_for(lambda: at_once["now"] == 4)  # four messages in hand, each on a thread of its own
+    assert wait_until(lambda: at_once["now"] == 4, 5)  # four messages in hand, each on a thread of its own
     for n in range(4, 10):
         threads.put(n)
     release.set()
@@ -119,15 +119,6 @@ def test_a_workers_messages_are_each_handed_in_once_by_no_more_threads_than_it_h
     assert at_once["most"] == 4
     with pytest.raises(RuntimeError):
         threads.put(10)
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 # ---- against the broker ------------------------------------------------------------------------
