@@ -91,10 +91,10 @@ def gathered_enough(max_apply: int, max_backlog: int) -> int:
 
 
 def _named(message: Any) -> tuple[str | None, ...]:
-    """Who a message names as its sender without a DevEUI: (network, application, scope, name)."""
+    """Who a message names as its sender: (network, application, scope, name, DevEUI or None)."""
     network = getattr(message, "source", None) or getattr(message, "network", None)
     return (network, getattr(message, "application_id", None), getattr(message, "network_scope", None),
-            getattr(message, "device_id", None))
+            getattr(message, "device_id", None), getattr(message, "dev_eui", None))
 
 
 # listener(keys, committed_at): the keys the webhook answered with (intake_id on a journal, else
@@ -137,10 +137,11 @@ class DurableIntake:
         # DevEUI -> the device_id the store files that collar under, for collars the writer named once
         # (`_filed_under`; the writer thread's alone).
         self._filed: dict[str, str] = {}
-        # (network, application, scope, name) -> device_id of collars without a DevEUI (`_filed_by_name`).
+        # (network, application, scope, name, None) -> device_id of collars without a DevEUI (`_filed_by_name`).
         self._filed_names: dict[tuple[str | None, ...], str] = {}
-        # (network, application, scope, name) -> the device_id answered for a collar not filed yet: the
-        # name it will be filed under is not free for another collar of its name (another tenant's).
+        # (network, application, scope, name, DevEUI) -> the device_id answered for a collar not filed yet:
+        # the name it will be filed under is not free for another collar of its name (another tenant's,
+        # or one with another DevEUI).
         self._promised: dict[tuple[str | None, ...], str] = {}
         self._process: ApplierProcess | None = None
         # SQL statements and commits on the store by the applier process (it reports them).
@@ -369,11 +370,12 @@ class DurableIntake:
             return
         if not kept:
             return
-        # each message's DevEUI, and the messages naming their collar without one
+        # each message's DevEUI, and the messages naming their collar without one or with one no collar
+        # is filed under yet (filed under its name, if free: `devices.resolve_device`)
         euis = [m.dev_eui if type(m) is UplinkHeard else getattr(m, "dev_eui", None) for m in messages]
         filed_under = self._filed_under(euis)
-        nameless = [m for m, eui in zip(messages, euis, strict=True) if not eui]
-        filed_by_name = self._filed_by_name(nameless) if nameless else {}
+        by_name = [m for m, eui in zip(messages, euis, strict=True) if eui not in filed_under]
+        filed_by_name = self._filed_by_name(by_name) if by_name else {}
         journal = self.journal is not None
         for submission, message, kept_id, dev_eui in zip(kept, messages, ids, euis, strict=True):
             if type(message) is UplinkHeard or isinstance(message, Uplink):
@@ -386,7 +388,7 @@ class DurableIntake:
                 intake_id=kept_id if journal else None,
                 # the name the collar is filed under, as the applied answer gives it (not the network's
                 # label of the moment: a renamed ChirpStack device is still the same collar)
-                device_id=(filed_under[dev_eui] if dev_eui in filed_under else device_id) if dev_eui
+                device_id=filed_under[dev_eui] if dev_eui in filed_under
                 else filed_by_name.get(_named(message), device_id),
                 dev_eui=dev_eui,
                 f_cnt=f_cnt,
@@ -436,17 +438,19 @@ class DurableIntake:
 
     def _filed_by_name(self, messages: list[Any]) -> dict[tuple[str | None, ...], str]:
         """The collars of messages that name their device without a DevEUI (a TTS ABP device, a TTS
-        report): who names it -> the device_id the store files it under, or will once it is applied
-        (a device id is unique only within its application: `devices.named_collar`,
-        `devices.new_collar_key`; the answer had named another application's collar of that name). A
-        collar found is remembered (FILED_REMEMBERED at most), one not yet filed read again; a store
-        that cannot be read names none (the answer gives the network's name)."""
-        wanted = {_named(m) for m in messages if getattr(m, "device_id", None) and not getattr(m, "dev_eui", None)}
+        report), or with one no collar is filed under yet: who names it -> the device_id the store files
+        it under, or will once it is applied (a device id is unique only within its application:
+        `devices.named_collar`, `devices.new_collar_key`; the answer had named another application's
+        collar of that name; a collar whose name another DevEUI's collar holds is filed under its DevEUI).
+        A collar without a DevEUI found is remembered (FILED_REMEMBERED at most; one with a DevEUI is
+        found by it once applied), one not yet filed read again; a store that cannot be read names none
+        (the answer gives the network's name)."""
+        wanted = {_named(m) for m in messages if getattr(m, "device_id", None)}
         found = {name: self._filed_names[name] for name in wanted if name in self._filed_names}
         unread = wanted - found.keys()
         if not unread:
             return found
-        keys = {key for _, application, scope, label in unread
+        keys = {key for _, application, scope, label, _ in unread
                 for key in devices.collar_keys(str(label), application, scope)}
         try:
             collars = self.bridge.collars_named(keys)
@@ -462,17 +466,19 @@ class DurableIntake:
             if key in collars or other is None:
                 return collars.get(key)
             return Device(device_id=key, network=other[0], application_id=other[1], network_scope=other[2],
-                          label=other[3])
+                          label=other[3], dev_eui=other[4])
 
         for name in unread:
-            network, application, scope, label = name
-            held = devices.named_collar(filed_or_promised, str(label), dev_eui=None, application_id=application,
+            network, application, scope, label, dev_eui = name
+            held = devices.named_collar(filed_or_promised, str(label), dev_eui=dev_eui, application_id=application,
                                         network_scope=scope)
             if held is not None and collars.get(held.device_id) is held:
                 self._promised.pop(name, None)
-                if len(self._filed_names) >= FILED_REMEMBERED:
-                    self._filed_names.clear()
-                self._filed_names[name] = found[name] = held.device_id
+                found[name] = held.device_id
+                if dev_eui is None:  # (one with a DevEUI gains it once applied, and is found by it then)
+                    if len(self._filed_names) >= FILED_REMEMBERED:
+                        self._filed_names.clear()
+                    self._filed_names[name] = held.device_id
                 continue
             if held is not None:  # a collar answered before, not applied yet
                 found[name] = held.device_id
@@ -480,7 +486,7 @@ class DurableIntake:
             # Two tenants' first bodies of one name kept before either is applied: the second is
             # filed under its tenant's name (as applying them in order will), not answered as the first.
             holders = devices.name_holders(filed_or_promised, str(label), application, scope)
-            found[name] = devices.new_collar_key(holders, label=label, dev_eui=None, network=network,
+            found[name] = devices.new_collar_key(holders, label=label, dev_eui=dev_eui, network=network,
                                                  application_id=application, network_scope=scope)
             if len(self._promised) >= FILED_REMEMBERED:
                 self._promised.clear()

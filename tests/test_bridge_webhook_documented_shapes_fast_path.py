@@ -321,10 +321,6 @@ def test_a_body_whose_rest_never_comes_is_refused_in_time_with_its_first_part_re
 # --- the answer's collar and the secret in force, as the slow path has them ------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the durable writer answers a DevEUI it has not filed under the body's device_id (`_filed_under`), "
-    "but applying files it under its DevEUI when another collar holds that name (a collar replaced and "
-    "registered again under the old one's id): the answer names the other collar"))
 def test_a_replaced_collar_registered_under_the_old_ones_name_is_answered_as_the_store_files_it(sqlite_url, tmp_path):
     old_collar = b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1, dev_eui="70B3D57ED0000001")
     new_collar = b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1, dev_eui="70B3D57ED0000002")
@@ -356,3 +352,32 @@ def test_a_webhook_secret_rotated_under_a_running_app_is_in_force_at_its_next_ca
         old = client.post("/uplinks/tts", content=body, headers=b.HEADERS).status_code
         new = client.post("/uplinks/tts", content=body, headers={**b.HEADERS, "X-Tembo-Secret": rotated}).status_code
     assert (before, old, new) == (200, 401, 200)
+
+
+def test_two_collars_of_one_name_heard_first_before_either_is_applied_are_answered_as_the_store_files_them(sqlite_url):
+    """The first body of each is kept before the applier files either: the first takes the name, the
+    second is filed under its DevEUI, and their answers say so (the writer's promise of the name)."""
+    first = [b.tts_uplink(b.status(), device_id="collar-01", f_cnt=n, dev_eui="70B3D57ED0000001") for n in (1, 2)]
+    second = [b.tts_uplink(b.status(), device_id="collar-01", f_cnt=n, dev_eui="70B3D57ED0000002") for n in (1, 2)]
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier="thread") as bridge, \
+            TestClient(create_app(bridge)) as client:
+        answered = [client.post("/uplinks/tts", content=body, headers=b.HEADERS).json()["device_id"]
+                    for body in (first[0], second[0], first[1], second[1])]
+        while bridge.durable_intake().backlog():
+            time.sleep(0.02)
+        filed = bridge.device_ids_by_eui({"70B3D57ED0000001", "70B3D57ED0000002"})
+
+    assert filed == {"70B3D57ED0000001": "collar-01", "70B3D57ED0000002": "70B3D57ED0000002"}
+    assert answered == ["collar-01", "70B3D57ED0000002", "collar-01", "70B3D57ED0000002"]
+
+
+def test_a_collar_registered_before_it_was_heard_is_answered_under_its_name_on_its_first_uplink(sqlite_url):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier="thread") as bridge, \
+            TestClient(create_app(bridge)) as client:
+        bridge.register_animal("collar-01", "Tembo Kubwa")
+        answer = client.post("/uplinks/tts", content=b.tts_uplink(b.status()), headers=b.HEADERS).json()
+        while bridge.durable_intake().backlog():
+            time.sleep(0.02)
+        filed = bridge.device_ids_by_eui({answer["dev_eui"]})
+
+    assert answer["device_id"] == filed[answer["dev_eui"]] == "collar-01"
