@@ -45,7 +45,7 @@ from lora_bridge.errors import MalformedUplink, StoreUnavailable, log_failure
 from lora_bridge.group_commit import Submission, write_and_settle
 from lora_bridge.intake_applier import ApplierProcess
 from lora_bridge.intake_journal import IntakeJournal, already_stored, hold_lock
-from lora_bridge.network_messages import event_name_of, read_network_message
+from lora_bridge.network_messages import KIND_UNKNOWN, event_name_of, read_network_message
 from lora_bridge.store import write_lock
 from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
@@ -382,6 +382,8 @@ class DurableIntake:
                 device_id, f_cnt, kind = message.device_id, message.f_cnt, None
             else:
                 device_id, f_cnt, kind = getattr(message, "device_id", None), None, getattr(message, "kind", None)
+                if kind == KIND_UNKNOWN:  # a kind kept for inspection: named as the applied answer names it
+                    kind = message.event
             submission.result = IngestResult(
                 status=STATUS_RECEIVED,
                 raw_uplink_id=None if journal else kept_id,

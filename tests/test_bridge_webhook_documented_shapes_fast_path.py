@@ -139,7 +139,9 @@ def outcome(reply: Any) -> tuple[Any, ...]:
     if said["status"] == "dead_letter":
         return reply.status_code, "dead_letter", said["stage"], said["reason"], said["device_id"], said["dev_eui"]
     assert 200 <= reply.status_code < 300
-    return "kept", said["device_id"], said["dev_eui"], said["f_cnt"]
+    # an uplink's message is its payload's kind once applied (the durable 202 comes before its decoding)
+    message = None if said["f_cnt"] is not None else said["message"]
+    return "kept", said["device_id"], said["dev_eui"], said["f_cnt"], message
 
 
 def posted(store_url: str, durable: bool) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, int]]:
