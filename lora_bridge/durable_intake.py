@@ -447,9 +447,10 @@ class DurableIntake:
         A collar without a DevEUI found is remembered (FILED_REMEMBERED at most; one with a DevEUI is
         found by it once applied), one not yet filed read again; a store that cannot be read names none
         (the answer gives the network's name)."""
-        wanted = {_named(m) for m in messages if getattr(m, "device_id", None)}
+        # in the order the bodies came, the order they are applied in
+        wanted = dict.fromkeys(_named(m) for m in messages if getattr(m, "device_id", None))
         found = {name: self._filed_names[name] for name in wanted if name in self._filed_names}
-        unread = wanted - found.keys()
+        unread = [name for name in wanted if name not in found]
         if not unread:
             return found
         keys = {key for _, application, scope, label, _ in unread
@@ -461,26 +462,47 @@ class DurableIntake:
                         type(error).__name__)
             return found
         promised_to = {key: name for name, key in self._promised.items()}
+        promised_eui = {name[4]: key for name, key in self._promised.items() if name[4]}
 
         def filed_or_promised(key: str) -> Device | None:
-            """The collar filed under key, else one answered with key and not applied yet."""
+            """The collar filed under key, else one answered with key and not applied yet (a filed
+            collar without a DevEUI holding the one a body answered with it gives it)."""
             other = promised_to.get(key)
-            if key in collars or other is None:
-                return collars.get(key)
+            held = collars.get(key)
+            if other is None or held is not None and (held.dev_eui or not other[4]):
+                return held
             return Device(device_id=key, network=other[0], application_id=other[1], network_scope=other[2],
                           label=other[3], dev_eui=other[4])
 
+        def promise(name: tuple[str | None, ...], key: str) -> None:
+            """Answer name's bodies with key until it is applied."""
+            if len(self._promised) >= FILED_REMEMBERED:
+                self._promised.clear()
+                promised_to.clear()
+                promised_eui.clear()
+            self._promised[name] = key
+            promised_to[key] = name
+            if name[4]:
+                promised_eui[name[4]] = key
+
         for name in unread:
             network, application, scope, label, dev_eui = name
+            if dev_eui in promised_eui:  # a collar answered before by its DevEUI, not applied yet
+                found[name] = promised_eui[dev_eui]
+                continue
             held = devices.named_collar(filed_or_promised, str(label), dev_eui=dev_eui, application_id=application,
                                         network_scope=scope)
+            if held is not None and dev_eui and not held.dev_eui:
+                # it gains the DevEUI once applied (and is found by it then): another DevEUI's body of
+                # its name is another collar
+                found[name] = held.device_id
+                promise(name, held.device_id)
+                continue
             if held is not None and collars.get(held.device_id) is held:
                 self._promised.pop(name, None)
-                found[name] = held.device_id
-                if dev_eui is None:  # (one with a DevEUI gains it once applied, and is found by it then)
-                    if len(self._filed_names) >= FILED_REMEMBERED:
-                        self._filed_names.clear()
-                    self._filed_names[name] = held.device_id
+                if len(self._filed_names) >= FILED_REMEMBERED:
+                    self._filed_names.clear()
+                self._filed_names[name] = found[name] = held.device_id
                 continue
             if held is not None:  # a collar answered before, not applied yet
                 found[name] = held.device_id
@@ -490,11 +512,7 @@ class DurableIntake:
             holders = devices.name_holders(filed_or_promised, str(label), application, scope)
             found[name] = devices.new_collar_key(holders, label=label, dev_eui=dev_eui, network=network,
                                                  application_id=application, network_scope=scope)
-            if len(self._promised) >= FILED_REMEMBERED:
-                self._promised.clear()
-                promised_to.clear()
-            self._promised[name] = found[name]
-            promised_to[found[name]] = name
+            promise(name, found[name])
         return found
 
     # ---- the applier ---------------------------------------------------------------------------

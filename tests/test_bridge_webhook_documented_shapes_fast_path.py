@@ -383,3 +383,50 @@ def test_a_collar_registered_before_it_was_heard_is_answered_under_its_name_on_i
         filed = bridge.device_ids_by_eui({answer["dev_eui"]})
 
     assert answer["device_id"] == filed[answer["dev_eui"]] == "collar-01"
+
+
+def _tts_of(name: str, dev_eui: str | None, application: str = b.APPLICATION_ID, tenant: str | None = None,
+            f_cnt: int = 1) -> tuple[str, bytes]:
+    document = json.loads(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt, dev_eui=dev_eui or "0" * 16))
+    document["end_device_ids"]["application_ids"]["application_id"] = application
+    if dev_eui is None:  # an ABP device: no DevEUI
+        del document["end_device_ids"]["dev_eui"]
+    if tenant:
+        document["uplink_message"]["network_ids"] = {"tenant_id": tenant}
+    return "/uplinks/tts", json.dumps(document).encode()
+
+
+def _chirpstack_of(name: str, dev_eui: str, f_cnt: int = 1) -> tuple[str, bytes]:
+    return "/uplinks/chirpstack", b.chirpstack_uplink(b.status(), device_id=name, f_cnt=f_cnt, dev_eui=dev_eui)
+
+
+# Collars sharing names across applications, tenants and networks, one registered without a DevEUI
+# before it gains one, and one heard by both networks.
+SHARED_NAMES = [
+    _tts_of("kiboko", "A000000000000001"), _tts_of("kiboko", "A000000000000002", application="other"),
+    _tts_of("kiboko", None, application="third"), _tts_of("kiboko", "A000000000000003", "other", tenant="t2"),
+    _chirpstack_of("kiboko", "A000000000000004"), _chirpstack_of("kiboko", "A000000000000001", f_cnt=2),
+    _tts_of("simba", None), _tts_of("simba", "A000000000000005"), _tts_of("simba", "A000000000000006", f_cnt=3),
+    _chirpstack_of("twiga", "A000000000000007"), _tts_of("twiga", "A000000000000008"),
+]
+
+
+@pytest.mark.parametrize("applied_between", [True, False], ids=["applied-between", "kept-in-a-burst"])
+def test_collars_sharing_names_are_answered_by_the_durable_ack_as_the_applied_answer_names_them(
+        sqlite_url, tmp_path, applied_between):
+    answered = {}
+    for way, url in (("durable", sqlite_url), ("applied", f"sqlite:///{tmp_path / 'applied.db'}")):
+        options = {"webhook_ack": "durable", "intake_applier": "thread"} if way == "durable" else {}
+        with b.fresh_bridge(url, **options) as bridge, TestClient(create_app(bridge)) as client:
+            answered[way] = []
+            for path, body in SHARED_NAMES:
+                answered[way].append(client.post(path, content=body, headers=b.HEADERS).json()["device_id"])
+                while way == "durable" and applied_between and bridge.durable_intake().backlog():
+                    time.sleep(0.02)
+            while way == "durable" and bridge.durable_intake().backlog():
+                time.sleep(0.02)
+
+    assert answered["durable"] == answered["applied"]
+    assert answered["applied"] == ["kiboko", "A000000000000002", "third/kiboko", "A000000000000003",
+                                   "A000000000000004", "kiboko", "simba", "simba", "A000000000000006",
+                                   "twiga", "A000000000000008"]
