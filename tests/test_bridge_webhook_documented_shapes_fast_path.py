@@ -411,22 +411,59 @@ SHARED_NAMES = [
 ]
 
 
-@pytest.mark.parametrize("applied_between", [True, False], ids=["applied-between", "kept-in-a-burst"])
-def test_collars_sharing_names_are_answered_by_the_durable_ack_as_the_applied_answer_names_them(
-        sqlite_url, tmp_path, applied_between):
-    answered = {}
+def answered_both_ways(sqlite_url: str, tmp_path: Any, bodies: list[tuple[str, bytes]],
+                       applied_between: bool) -> dict[str, list[tuple[Any, ...]]]:
+    """bodies posted in turn to a bridge with durable ack (applied_between: each applied before the next
+    is posted, else kept in a burst) and to one answering once applied: each answer's collar and kind
+    (an uplink's kind is its payload's once applied, after the durable 202)."""
+    answered: dict[str, list[tuple[Any, ...]]] = {}
     for way, url in (("durable", sqlite_url), ("applied", f"sqlite:///{tmp_path / 'applied.db'}")):
         options = {"webhook_ack": "durable", "intake_applier": "thread"} if way == "durable" else {}
         with b.fresh_bridge(url, **options) as bridge, TestClient(create_app(bridge)) as client:
             answered[way] = []
-            for path, body in SHARED_NAMES:
-                answered[way].append(client.post(path, content=body, headers=b.HEADERS).json()["device_id"])
+            for path, body in bodies:
+                said = client.post(path, content=body, headers=b.HEADERS).json()
+                answered[way].append((said["device_id"], None if said["f_cnt"] is not None else said["message"]))
                 while way == "durable" and applied_between and bridge.durable_intake().backlog():
                     time.sleep(0.02)
             while way == "durable" and bridge.durable_intake().backlog():
                 time.sleep(0.02)
+    return answered
+
+
+BETWEEN_OR_BURST = pytest.mark.parametrize("applied_between", [True, False], ids=["applied-between", "kept-in-a-burst"])
+
+
+@BETWEEN_OR_BURST
+def test_collars_sharing_names_are_answered_by_the_durable_ack_as_the_applied_answer_names_them(
+        sqlite_url, tmp_path, applied_between):
+    answered = answered_both_ways(sqlite_url, tmp_path, SHARED_NAMES, applied_between)
 
     assert answered["durable"] == answered["applied"]
-    assert answered["applied"] == ["kiboko", "A000000000000002", "third/kiboko", "A000000000000003",
-                                   "A000000000000004", "kiboko", "simba", "simba", "A000000000000006",
-                                   "twiga", "A000000000000008"]
+    assert [device_id for device_id, _ in answered["applied"]] == [
+        "kiboko", "A000000000000002", "third/kiboko", "A000000000000003", "A000000000000004", "kiboko",
+        "simba", "simba", "A000000000000006", "twiga", "A000000000000008"]
+
+
+def _reports_of_new_collars() -> list[tuple[str, bytes]]:
+    """Reports (not uplinks) of collars never heard: one whose name another DevEUI's collar holds, one
+    whose name is free, and a ChirpStack device whose name is held."""
+    reports = [("/uplinks/tts", b.tts_uplink(b.status(), f_cnt=1))]
+    held, free = {**IDS, "dev_eui": "B000000000000009"}, {**IDS, "device_id": "free-name", "dev_eui": "B00000000000000A"}
+    for key in ("join_accept", "downlink_ack", "location_solved", "service_data", "downlink_failed"):
+        document = json.loads(TTS_BODIES[key])
+        reports += [("/uplinks/tts", json.dumps({**document, "end_device_ids": ids}).encode()) for ids in (held, free)]
+    device = {**CS_BASE["deviceInfo"], "devEui": "b00000000000000b"}
+    for event, fields in (("join", {"devAddr": "260b0001"}), ("status", {"margin": 7})):
+        reports.append((f"/uplinks/chirpstack?event={event}", json.dumps({**CS_BASE, "deviceInfo": device, **fields}).encode()))
+    return reports
+
+
+@BETWEEN_OR_BURST
+def test_reports_of_collars_never_heard_are_answered_by_the_durable_ack_as_the_applied_answer_names_them(
+        sqlite_url, tmp_path, applied_between):
+    answered = answered_both_ways(sqlite_url, tmp_path, _reports_of_new_collars(), applied_between)
+
+    assert answered["durable"] == answered["applied"]
+    assert {device_id for device_id, _ in answered["applied"][1:]} == {"B000000000000009", "free-name",
+                                                                       "B00000000000000B"}
