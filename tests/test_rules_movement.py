@@ -574,6 +574,20 @@ def _herd_tracks_with_the_fixes_judged_before(count: int, seed: int) -> list[tup
     return tracks
 
 
+def test_a_track_with_no_outlier_takes_its_zone_and_metres_from_its_cleaning():
+    whole = 0
+    for fixes, _ in _wandering_tracks(200, seed=23):
+        clean = exclude_outliers(fixes, SpeedProfile())
+        if len(clean.kept) < 2 or clean.outlier_speeds:
+            continue
+        xy, back = rules_movement._projected_back(clean.kept, clean.metres)
+        # the same fixes: the cleaning's transformer back and metres, the very numbers of a projection anew
+        assert back is clean.metres.back
+        assert xy.tolist() == rules_movement.project(clean.kept)[0].tolist()
+        whole += 1
+    assert whole > 100
+
+
 def test_a_track_and_the_track_as_judged_before_clean_in_one_walk_as_they_clean_apart():
     outliers = other_zone = back_filled = 0
     for fixes, judged in _herd_tracks_with_the_fixes_judged_before(600, seed=17):

@@ -362,8 +362,9 @@ def _read_tracks(
     wanted: dict[str, ContextKey] = {}
     for device_id, (collar_since, cursor_id, _) in taken.items():
         new = _Newer(cursor_id, None)
-        rows = _rows_of_usual_read(read.track_of(device_id, collar_since, cursor_id) or [], new, collar_since)
-        shape = _shape(rows, new) if rows else None
+        rows, new_rows = _rows_of_usual_read(read.track_of(device_id, collar_since, cursor_id) or [], new,
+                                             collar_since)
+        shape = _shape(rows, new_rows) if rows else None
         read.shaped[device_id] = ((collar_since, cursor_id), rows, shape)
         if shape is not None and shape[2] is not None:
             wanted[device_id] = shape[2]
@@ -697,6 +698,7 @@ def _read_track(session: Session, device_id: str, cursor: Cursor, lookback: time
     batch: _CollarsRead | None = session.info.get(COLLARS_READ)
     tracks = batch.tracks if batch is not None else None
     rows: list[tuple[int, datetime, float, float]] | None = None
+    new_rows: list[tuple[int, datetime, float, float]] | None = None  # the new ones of rows, when known
     shape: Shape | None = None
     if _never_judged(cursor):  # every fix is new, and none came before them: read with the batch's others
         first = batch.first_tracks.get(device_id) if batch is not None and batch.first_tracks is not None else None
@@ -718,7 +720,7 @@ def _read_track(session: Session, device_id: str, cursor: Cursor, lookback: time
                         "device_id": device_id, "since": since, "newer_than": cursor_id if by_id else cursor_time,
                     })
                 ]
-            rows = _rows_of_usual_read(found, is_new, since)
+            rows, new_rows = _rows_of_usual_read(found, is_new, since)
         if rows == []:
             return None
     # The statements of the long way and of the context are built only when needed (the usual read
@@ -739,6 +741,7 @@ def _read_track(session: Session, device_id: str, cursor: Cursor, lookback: time
         new = [tuple(r) for r in session.execute(query.order_by(Position.id).limit(MAX_NEW_FIXES))]
         if not new:
             return None
+        new_rows = None  # those of the usual read were of its rows, not of these
         top = max(r[0] for r in new)
         first = min(r[1] for r in new)
         newest = max([r[1] for r in new] + ([cursor.position_time] if cursor.position_time else []))
@@ -749,7 +752,9 @@ def _read_track(session: Session, device_id: str, cursor: Cursor, lookback: time
                 select(*columns).where(mine, Position.id <= top, Position.time >= start).order_by(Position.time)
             )
         ]
-    highest, new_ids, context = shape if shape is not None else _shape(rows, is_new)
+    if shape is None:
+        shape = _shape(rows, new_rows if new_rows is not None else is_new.of(rows))
+    highest, new_ids, context = shape
     if context is not None:
         done = tracks.contexts.get(device_id) if tracks is not None else None
         if done is not None and done[0] == context:
@@ -787,23 +792,25 @@ class _Newer:
 
 def _rows_of_usual_read(
     found: list[tuple[int, datetime, float, float]], is_new: _Newer, since: datetime
-) -> list[tuple[int, datetime, float, float]] | None:
+) -> tuple[list[tuple[int, datetime, float, float]] | None, list[tuple[int, datetime, float, float]]]:
     """The track a usual read found: its rows; [] when nothing is new; None when the read cannot hold
-    the track whole (too many fixes, or a back-fill older than the lookback: the long way reads it)."""
-    new_times = [r[1] for r in is_new.of(found)]
-    if not new_times:
-        return []
-    return found if len(found) < MAX_READ and min(new_times) >= since else None
+    the track whole (too many fixes, or a back-fill older than the lookback: the long way reads it).
+    With the new ones of found (`_Newer.of`), which `_shape` of those rows takes as they are."""
+    new = is_new.of(found)
+    if not new:
+        return [], new
+    return (found if len(found) < MAX_READ and min(new, key=_ROW_TIME)[1] >= since else None), new
 
 
-def _shape(rows: list[tuple[int, datetime, float, float]], is_new: _Newer) -> Shape:
-    """Of a track's rows: the highest fix id, the new fixes' ids, and the context read the track still
-    needs (its bounds: before its first row, up to its highest id, as many judged fixes as it lacks
-    before its first new one of CONTEXT_FIXES), None when it holds them."""
+def _shape(rows: list[tuple[int, datetime, float, float]], new: list[tuple[int, datetime, float, float]]) -> Shape:
+    """Of a track's rows (new: the new ones of them, `_Newer.of`): the highest fix id, the new fixes'
+    ids, and the context read the track still needs (its bounds: before its first row, up to its
+    highest id, as many judged fixes as it lacks before its first new one of CONTEXT_FIXES), None
+    when it holds them."""
     # list comprehensions, not generators: a generator's every item is a call of its own
     highest = max([r[0] for r in rows])
-    new_ids = frozenset([r[0] for r in is_new.of(rows)])
-    first_new = min([r[1] for r in rows if r[0] in new_ids])
+    new_ids = frozenset([r[0] for r in new])
+    first_new = min(new, key=_ROW_TIME)[1]  # a fix id is a fix's: new are the rows of new_ids
     before = len([r for r in rows if r[1] < first_new])
     return highest, new_ids, ((rows[0][1], highest, CONTEXT_FIXES - before) if before < CONTEXT_FIXES else None)
 

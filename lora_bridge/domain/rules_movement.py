@@ -40,10 +40,16 @@ def project(fixes: list[Fix]) -> tuple[np.ndarray, CRS]:
 @dataclass(frozen=True)
 class Metres:
     """Fixes already projected: the transformer that projected them (lon/lat to one UTM zone's metres)
-    and each fix's (x, y). Fixes whose own zone has that transformer take their metres from here."""
+    and each fix's (x, y). Fixes whose own zone has that transformer take their metres from here.
+    `ordered`, `points` and `back`: the fixes projected, in time order, their (x, y) in that order and
+    the transformer back to lon/lat; the very same fixes (a track with no outlier, all in its window:
+    most of a herd's) take all three at once, their zone not worked out again from their mean."""
 
     forward: Transformer
     xy: dict[Fix, tuple[float, float]]
+    ordered: list[Fix] = field(default_factory=list)
+    points: list[tuple[float, float]] = field(default_factory=list)
+    back: Transformer | None = None
 
 
 def _projected(fixes: list[Fix], known: Metres | None = None) -> tuple[np.ndarray, CRS, Transformer]:
@@ -58,6 +64,9 @@ def _projected_back(fixes: list[Fix], known: Metres | None) -> tuple[np.ndarray,
     """project's metres (no CRS: immobility does not ask for it, and looking it up costs calls at every
     evaluation), with the transformer back to lon/lat; the metres of known taken when they are the same
     numbers (the same zone's transformer, every fix in it)."""
+    if known is not None and known.back is not None and fixes == known.ordered:
+        # the same fixes in the same order: the same mean, zone, transformers and metres
+        return np.array(known.points, dtype=float), known.back
     lons, lats = _lon_lat(fixes)
     forward, back = metric_transformers(*_means(lons, lats))
     if known is not None and known.forward is forward:
@@ -69,15 +78,16 @@ def _projected_back(fixes: list[Fix], known: Metres | None) -> tuple[np.ndarray,
     return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]), back
 
 
-def _metres(fixes: list[Fix]) -> tuple[list[tuple[float, float]], Transformer]:
+def _metres(fixes: list[Fix]) -> tuple[list[tuple[float, float]], tuple[Transformer, Transformer]]:
     """The fixes as (x, y) metres in the UTM zone of their mean (the same numbers as project), and the
-    transformer that gave them: plain floats, for the cleaning's walk from fix to fix."""
+    zone's transformers (the one that gave them, the one back): plain floats, for the cleaning's walk
+    from fix to fix."""
     lons, lats = _lon_lat(fixes)
-    forward, _ = metric_transformers(*_means(lons, lats))
+    transformers = metric_transformers(*_means(lons, lats))
     # in place, on the two arrays of doubles: pyproj takes them as they are (no copy, no numpy steps) and
     # gives them back as metres, each an exact float of PROJ's answer, as a numpy copy would hold it
-    x, y = forward.transform(lons, lats, inplace=True)
-    return list(zip(x, y, strict=True)), forward
+    x, y = transformers[0].transform(lons, lats, inplace=True)
+    return list(zip(x, y, strict=True)), transformers
 
 
 _SUM = np.add.reduce  # the sum `ndarray.mean` takes (numpy's `_methods._mean`), called at once
@@ -124,8 +134,8 @@ def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
     ordered = sorted(fixes, key=_TIME)
     if len(ordered) < 2:
         return CleanTrack(kept=list(ordered))
-    xy, forward = _metres(ordered)
-    return _cleaned(ordered, xy, forward, profile, len(ordered))[0]
+    xy, transformers = _metres(ordered)
+    return _cleaned(ordered, xy, transformers, profile, len(ordered))[0]
 
 
 def exclude_outliers_of_both(fixes: list[Fix], older: list[Fix], profile: SpeedProfile) -> tuple[CleanTrack, CleanTrack]:
@@ -137,20 +147,21 @@ def exclude_outliers_of_both(fixes: list[Fix], older: list[Fix], profile: SpeedP
     ordered = sorted(fixes, key=_TIME)
     if len(ordered) < 2 or len(older) < 2:
         return exclude_outliers(fixes, profile), exclude_outliers(older, profile)
-    xy, forward = _metres(ordered)
+    xy, transformers = _metres(ordered)
     count = len(older)
     older_ordered = sorted(older, key=_TIME)
     lons, lats = _lon_lat(older_ordered)
-    if ordered[:count] != older_ordered or metric_transformers(*_means(lons, lats))[0] is not forward:
-        return _cleaned(ordered, xy, forward, profile, len(ordered))[0], exclude_outliers(older, profile)
-    return _cleaned(ordered, xy, forward, profile, count)
+    if ordered[:count] != older_ordered or metric_transformers(*_means(lons, lats))[0] is not transformers[0]:
+        return _cleaned(ordered, xy, transformers, profile, len(ordered))[0], exclude_outliers(older, profile)
+    return _cleaned(ordered, xy, transformers, profile, count)
 
 
 def _cleaned(
-    ordered: list[Fix], xy: list[tuple[float, float]], forward: Transformer, profile: SpeedProfile, stop_at: int
+    ordered: list[Fix], xy: list[tuple[float, float]], transformers: tuple[Transformer, Transformer],
+    profile: SpeedProfile, stop_at: int,
 ) -> tuple[CleanTrack, CleanTrack]:
     """exclude_outliers' walk over ordered (at least two fixes, in time order, xy their metres by
-    forward): the track cleaned, and the track of its first stop_at fixes (2 <= stop_at <= all of them)
+    transformers, the zone of their mean: to it and back): the track cleaned, and the track of its first stop_at fixes (2 <= stop_at <= all of them)
     cleaned, the walk's state at stop_at's newest fix ended as the walk ends (the first when stop_at
     is all of them)."""
     max_mps = profile.max_speed_kmh / 3.6
@@ -181,21 +192,25 @@ def _cleaned(
                 outliers.append((ordered[pending], _speed(ordered, xy, last, pending)))
             pending = i
         if i == stop_at - 1 and stop_at < len(ordered):
-            stopped = _ended(ordered[:stop_at], xy[:stop_at], forward, kept_idx, outliers, pending)
-    clean = _ended(ordered, xy, forward, kept_idx, outliers, pending)
+            # stopped early only when the first stop_at fixes' mean lies in the same zone
+            # (`exclude_outliers_of_both`): the same transformers are theirs
+            stopped = _ended(ordered[:stop_at], xy[:stop_at], transformers, kept_idx, outliers, pending)
+    clean = _ended(ordered, xy, transformers, kept_idx, outliers, pending)
     return clean, stopped if stopped is not None else clean
 
 
 def _ended(
-    ordered: list[Fix], xy: list[tuple[float, float]], forward: Transformer, kept_idx: list[int],
-    outliers: list[tuple[Fix, float]], pending: int | None,
+    ordered: list[Fix], xy: list[tuple[float, float]], transformers: tuple[Transformer, Transformer],
+    kept_idx: list[int], outliers: list[tuple[Fix, float]], pending: int | None,
 ) -> CleanTrack:
-    """The cleaned track of the walk's state after ordered's newest fix: a fix still pending is an outlier."""
+    """The cleaned track of the walk's state after ordered's newest fix: a fix still pending is an outlier.
+    transformers: those of the zone of ordered's mean, to it (which gave xy) and back."""
     outliers = list(outliers)
     if pending is not None:
         outliers.append((ordered[pending], _speed(ordered, xy, kept_idx[-1], pending)))
     return CleanTrack(kept=[ordered[i] for i in sorted(kept_idx)], outlier_speeds=outliers,
-                      metres=Metres(forward, dict(zip(ordered, xy, strict=True))))
+                      metres=Metres(transformers[0], dict(zip(ordered, xy, strict=True)), ordered, xy,
+                                    transformers[1]))
 
 
 def _speed(fixes: list[Fix], xy: list[tuple[float, float]], a: int, b: int) -> float:
