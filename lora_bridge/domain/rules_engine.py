@@ -889,12 +889,12 @@ def _judge_fences(
     against the fences: crossings raised or refined, geofence alerts closed once back, the collar's own
     fence alerts checked. fitted_at / until: the wearer's time with the collar (until: a previous
     wearer's). The track cleaned of its GPS outliers."""
-    judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in worn if i not in new_ids]
     everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in worn]
-    if len(fences):  # the track as judged too: only the fences need it
-        clean, before = exclude_outliers_of_both(everything, judged, profile.speed)
-    else:
+    if not len(fences):  # a reserve with no fence: the track cleaned, nothing crossed
         return exclude_outliers(everything, profile.speed)
+    # the track as judged too: only the fences need it
+    judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in worn if i not in new_ids]
+    clean, before = exclude_outliers_of_both(everything, judged, profile.speed)
     if not clean.kept:
         return clean
     # Only the segments that differ between the track as judged and the track now can cross
