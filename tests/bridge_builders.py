@@ -228,6 +228,18 @@ def statements_of(bridge: Bridge) -> list[str]:
     return said
 
 
+def reads_by_one_value(statement: str, where: str) -> bool:
+    """statement reads by one value of where's column (where: "FROM alerts WHERE alerts.device_id"),
+    not by a batch's list of them (`reads_by_a_list`)."""
+    return f"{where} = " in statement and f"{where} = ANY" not in statement
+
+
+def reads_by_a_list(statement: str, where: str) -> bool:
+    """statement reads by a batch's list of values of where's column (`store.bulk.in_list`: IN on
+    SQLite, = ANY on PostgreSQL)."""
+    return f"{where} IN" in statement or f"{where} = ANY" in statement
+
+
 def release_keys_file(folder: Path, *signing_keys: Any) -> str:
     """A collar release key file (TEMBO_RELEASE_KEYS_FILE) in folder holding the keys the firmware ships
     and signing_keys (`updates.keys.SigningKey`s a test signs images with): what its collars hold."""

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql.dml import Insert
 
-from lora_bridge.store import driver_rows, parts
+from lora_bridge.store import driver_rows, in_lists, parts
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.utc import as_utc
 
@@ -287,13 +287,16 @@ def read_columns(session: Session, statement: Any, params: dict[str, Any], table
     return connection_to_read(session, tables).execute(statement, params).all()
 
 
-# A read of a batch's values (`column IN (...)`): one statement per count bucket, its values bound one
-# by one, padded to the bucket's size with the list's last value (the same set: a value twice in an IN
-# list reads nothing more). An expanding parameter (`bindparam(..., expanding=True)`) renders the
-# statement's IN list again at every execution, a few Python calls per value; a bucket's statement is
-# compiled once and its values only bound. Few buckets, the smallest holding a batch of the bench's
-# size: each is compiled once a process (the applier's warm-up compiles the smallest), which costs
-# more than a few thousand values rendered.
+# A read of a batch's values (`column IN (...)`). On SQLite: one statement per count bucket, its
+# values bound one by one, padded to the bucket's size with the list's last value (the same set: a
+# value twice in an IN list reads nothing more). An expanding parameter (`bindparam(..., expanding=True)`)
+# renders the statement's IN list again at every execution, a few Python calls per value; a bucket's
+# statement is compiled once and its values only bound. Few buckets, the smallest holding a batch of
+# the bench's size: each is compiled once a process (the applier's warm-up compiles the smallest),
+# which costs more than a few thousand values rendered. On PostgreSQL: `column = ANY(:name)`, the
+# values bound as one array (`in_lists`): psycopg keeps its conversion of a statement to its own form
+# only for statements of at most 50 parameters, so a bucket's read was converted again at each
+# execution, some fifty Python calls per uplink in the MQTT workers' and the applier's batches.
 IN_LIST_SIZES = (64, 256, 1024)
 
 
@@ -316,22 +319,26 @@ def fixed_texts(texts: tuple[str, ...]) -> list[Any]:
 
 
 def in_list(column: Any, name: str, size: int) -> Any:
-    """column IN (:name_0, ..., :name_<size - 1>), each bound with column's type; nothing is in an
-    empty list (`false()`, as SQLAlchemy reads an empty IN)."""
+    """column IN the values of `in_list_values(name, values, size)`: on SQLite IN (:name_0, ...,
+    :name_<size - 1>), each bound with column's type, on PostgreSQL = ANY(:name), an array of column's
+    type (`in_lists.ValuesIn`); nothing is in an empty list (`false()`, as SQLAlchemy reads an empty IN)."""
     if not size:
         return false()
-    return column.in_([bindparam(key, type_=column.type) for key in in_list_names(name, size)])
+    return in_lists.ValuesIn(column, name, in_list_names(name, size))
 
 
 @cache
 def in_list_names(name: str, size: int) -> tuple[str, ...]:
-    """The names of `in_list(column, name, size)`'s parameters, in order."""
+    """The names of `in_list(column, name, size)`'s parameters on SQLite, in order."""
     return tuple(f"{name}_{i}" for i in range(size))
 
 
 def in_list_values(name: str, values: list[Any], size: int) -> dict[str, Any]:
-    """The parameters of `in_list(column, name, size)` for values (at most size of them)."""
-    return dict(zip(in_list_names(name, size), values + values[-1:] * (size - len(values)), strict=True))
+    """The parameters of `in_list(column, name, size)` for values (at most size of them): the padded
+    ones SQLite's statement binds and the array PostgreSQL's binds (each statement reads its own)."""
+    padded = dict(zip(in_list_names(name, size), values + values[-1:] * (size - len(values)), strict=True))
+    padded[name] = values
+    return padded
 
 
 @cache
