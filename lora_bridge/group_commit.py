@@ -3,8 +3,9 @@
 Every ingest caller (webhook requests, MQTT worker threads, replays) hands its body in and waits for
 its own result. The first caller to find no batch in progress becomes the writer: it takes every body
 waiting (up to `max_batch`), has them applied in one unit of work, one commit and one fsync for all,
-then wakes the others, whose results are ready. Bodies that arrive meanwhile wait for the next batch,
-written by one of their own callers. A caller alone makes a batch of one and never waits: no timer,
+then wakes each of their callers, whose results are ready (each caller sleeps on a lock of its own:
+woken once, for its own answer). Bodies that arrive meanwhile wait for the next batch, written by the
+caller of the oldest of them, handed the writing. A caller alone makes a batch of one and never waits: no timer,
 no background thread, nothing to start or stop.
 
 Each caller's answer still comes only once its body is durable: its batch's commit returns first.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,56 +60,74 @@ class Submission:
 
 class GroupCommit:
     """Leader/follower batching in front of `write_batch`, which must set result or error on each
-    submission it is given (an exception it raises is set as the error of those it left unset)."""
+    submission it is given (an exception it raises is set as the error of those it left unset).
+
+    A caller that must wait sleeps on a lock of its own, released once: by the writer of its batch
+    when its outcome is set, or by the writer stepping down when it hands this caller the writing of
+    what is left (the oldest body waiting; a `write_now` caller waiting for its turn goes first).
+    No caller is woken for another's answer."""
 
     def __init__(self, write_batch: Callable[[list[Submission]], None], max_batch: int = MAX_BATCH) -> None:
         self._write_batch = write_batch
         self.max_batch = max(1, max_batch)
-        self._waiting: list[Submission] = []
+        self._mutex = threading.Lock()
+        # Bodies not yet taken into a batch, in the order they came, each with the lock its caller
+        # sleeps on (None for the writer's own: it does not sleep).
+        self._waiting: list[tuple[Submission, threading.Lock | None]] = []
+        # Locks of `write_now` callers waiting for their turn, in the order they came.
+        self._turns: deque[threading.Lock] = deque()
         self._writing = False
-        self._changed = threading.Condition()
         self.batches = 0
         self.submissions = 0
+        self.wake_ups = 0  # callers woken (once each caller that waited: for its answer or to write)
 
     def submit(self, submission: Submission) -> Any:
         """Write submission (with whatever else is waiting) and return its result, or raise its error."""
-        with self._changed:
-            self._waiting.append(submission)
-            while not submission.done and self._writing:
-                self._changed.wait()
+        with self._mutex:
+            if self._writing:
+                wake = asleep()
+                self._waiting.append((submission, wake))
+            else:
+                wake = None
+                self._waiting.append((submission, None))
+                self._writing = True
+        if wake is not None:
+            wake.acquire()
             if submission.done:
                 return submission.outcome()
-            self._writing = True
+            # Handed the writing: this body is the oldest waiting, so the next batch holds it.
         try:
             while not submission.done:
-                with self._changed:
-                    batch = self._waiting[: self.max_batch]
+                with self._mutex:
+                    taken = self._waiting[: self.max_batch]
                     del self._waiting[: self.max_batch]
-                self._write(batch)
-                with self._changed:
-                    self._changed.notify_all()
+                try:
+                    self._write([body for body, _ in taken])
+                finally:
+                    self._wake([wake for body, wake in taken if wake is not None and body is not submission])
         finally:
-            with self._changed:
-                self._writing = False
-                self._changed.notify_all()  # a waiting caller takes over what is left
+            self._step_down()
         return submission.outcome()
 
     def write_now(self, batch: list[Submission]) -> None:
         """Write batch as one batch now, in turn with the callers of submit; sets each outcome."""
-        with self._changed:
-            while self._writing:
-                self._changed.wait()
-            self._writing = True
+        with self._mutex:
+            if self._writing:
+                turn = asleep()
+                self._turns.append(turn)
+            else:
+                turn = None
+                self._writing = True
+        if turn is not None:
+            turn.acquire()
         try:
             self._write(batch)
         finally:
-            with self._changed:
-                self._writing = False
-                self._changed.notify_all()
+            self._step_down()
 
     def waiting(self) -> int:
         """How many bodies wait for the batch in progress to end."""
-        with self._changed:
+        with self._mutex:
             return len(self._waiting)
 
     def _write(self, batch: list[Submission]) -> None:
@@ -116,6 +136,36 @@ class GroupCommit:
         finally:
             self.batches += 1
             self.submissions += len(batch)
+
+    def _wake(self, wakes: list[threading.Lock]) -> None:
+        """Wake the callers whose answers are set (each lock is released once, and only here or in
+        `_step_down`)."""
+        self.wake_ups += len(wakes)
+        for wake in wakes:
+            wake.release()
+
+    def _step_down(self) -> None:
+        """End this caller's writing: hand it to the first `write_now` caller waiting, else to the
+        caller of the oldest body waiting, else leave no writer."""
+        with self._mutex:
+            if self._turns:
+                handed_to = self._turns.popleft()
+            else:
+                # The oldest body with a caller asleep (a writer that left on an error it could not
+                # settle leaves its own body here, written with the next batch).
+                handed_to = next((wake for _, wake in self._waiting if wake is not None), None)
+            if handed_to is None:
+                self._writing = False
+                return
+            self.wake_ups += 1
+            handed_to.release()
+
+
+def asleep() -> threading.Lock:
+    """A lock already held: its waiter sleeps in `acquire` until another thread releases it."""
+    wake = threading.Lock()
+    wake.acquire()
+    return wake
 
 
 def write_and_settle(write_batch: Callable[[list[Submission]], None], batch: list[Submission],
