@@ -71,6 +71,16 @@ def keep(batch: list[Submission]) -> None:
         submission.result = b"kept " + submission.body
 
 
+def sender(group: GroupCommit) -> tuple[dict[bytes, Any], Callable[[bytes], None]]:
+    """The answers of group's senders by body, and a sender: hands body in and keeps its answer."""
+    answers: dict[bytes, Any] = {}
+
+    def send(body: bytes) -> None:
+        answers[body] = group.submit(up(body))
+
+    return answers, send
+
+
 def line_up(group: GroupCommit, send: Callable[[bytes], None], bodies: list[bytes]) -> list[threading.Thread]:
     """Start a sender per body, each waiting behind the batch in progress before the next starts."""
     threads = []
@@ -86,10 +96,7 @@ def line_up(group: GroupCommit, send: Callable[[bytes], None], bodies: list[byte
 def test_each_sender_waiting_behind_a_batch_is_woken_once_for_its_own_answer_round_after_round():
     write_batch, written, started, let_finish = held(keep)
     group = GroupCommit(write_batch)
-    answers: dict[bytes, Any] = {}
-
-    def send(body: bytes) -> None:
-        answers[body] = group.submit(up(body))
+    answers, send = sender(group)
 
     rounds = [[f"r{r}-{n}".encode() for n in range(6)] for r in range(3)]
     with sleeps_counted() as sleeps:
@@ -157,10 +164,7 @@ def test_a_failing_batch_answers_its_senders_with_its_error_and_hands_the_writin
 def test_a_batch_written_now_waits_its_turn_and_then_hands_the_writing_to_the_senders_waiting():
     write_batch, written, started, let_finish = held(keep)
     group = GroupCommit(write_batch)
-    answers: dict[bytes, Any] = {}
-
-    def send(body: bytes) -> None:
-        answers[body] = group.submit(up(body))
+    answers, send = sender(group)
 
     replayed = [up(b"replayed-1"), up(b"replayed-2")]
     with sleeps_counted() as sleeps:
@@ -187,10 +191,7 @@ def test_a_batch_written_now_waits_its_turn_and_then_hands_the_writing_to_the_se
 def test_senders_behind_a_small_max_batch_are_written_in_the_order_they_came(max_batch: int):
     write_batch, written, started, let_finish = held(keep)
     group = GroupCommit(write_batch, max_batch=max_batch)
-    answers: dict[bytes, Any] = {}
-
-    def send(body: bytes) -> None:
-        answers[body] = group.submit(up(body))
+    answers, send = sender(group)
 
     bodies = [f"s{n}".encode() for n in range(4)]
     first = threading.Thread(target=send, args=(b"first",))
