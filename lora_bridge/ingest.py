@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import manager_of_class, set_committed_value
+from sqlalchemy.orm.attributes import set_committed_value
 
 from lora_bridge.errors import (
     MalformedUplink,
@@ -33,7 +33,7 @@ from lora_bridge.errors import (
 from lora_bridge.network_messages import CollarNamed, collar_named
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
-from lora_bridge.store.row_values import set_columns
+from lora_bridge.store.row_values import row_maker, set_columns
 from lora_bridge.store.tables import DeadLetter, RawUplink
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.utc import as_utc, utc_now
@@ -296,9 +296,9 @@ def raw_row_of(kept: dict[str, Any]) -> RawUplink:
     return raw
 
 
-# A new raw row as the ORM makes one when it loads a row (its instance state only), without
-# `RawUplink()`'s constructor steps (the init event, no values to set): a batch makes one a body
-_new_raw_row = manager_of_class(RawUplink).new_instance
+# A new raw row without `RawUplink()`'s constructor steps (the init event, no values to set): a batch
+# makes one a body
+_new_raw_row = row_maker(RawUplink)
 
 
 def parser_for(source: str) -> Callable[[bytes], Uplink]:

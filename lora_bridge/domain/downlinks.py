@@ -289,6 +289,10 @@ def queue_command(
     return downlink
 
 
+# The states of the downlinks an ack's same-bytes look reads (`_same_bytes_read`, `_same_bytes_read_ahead`)
+_ACK_STATES = (STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_ACKNOWLEDGED)
+
+
 @cache
 def _same_bytes_read() -> Any:
     """queue_command's read for an ack, built once (its values bound at each call): the collar's
@@ -299,7 +303,7 @@ def _same_bytes_read() -> Any:
         .where(
             Downlink.device_id == bindparam("device_id"),
             Downlink.payload == bindparam("payload"),
-            Downlink.state.in_(bulk.fixed_texts((STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_ACKNOWLEDGED))),
+            Downlink.state.in_(bulk.fixed_texts(_ACK_STATES)),
         )
         .order_by(Downlink.id.desc())
     )
@@ -308,7 +312,6 @@ def _same_bytes_read() -> Any:
 # A batch's read ahead of the downlinks its collar alerts' acks look for (`read_acks_ahead`): by (collar,
 # bytes), every stored row of theirs, whatever its state, and those the batch added since
 ACKS_READ_AHEAD = held_until_transaction_end("tembo_acks_read_ahead")
-_ACK_STATES = frozenset((STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_ACKNOWLEDGED))  # `_same_bytes_read`'s
 
 
 def ack_bytes(codec: Any, values: dict[str, Any]) -> bytes | None:

@@ -80,7 +80,7 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
     battery_mv = device.battery_mv
     if battery_mv is None:
         return None
-    threshold_mv = collar_setting(device, "low_battery_mv")  # low_battery_threshold_mv, one call less
+    threshold_mv = low_battery_threshold_mv(device)
     if battery_mv >= threshold_mv:
         return None
     if alerts.open_alert(session, device.device_id, LOW_BATTERY) is None and _still_low_since_closed(

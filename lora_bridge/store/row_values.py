@@ -56,12 +56,13 @@ def new_row(cls: type[Row], values: dict[str, Any]) -> Row:
     flush inserts a new object's columns. Without the constructor's steps (its init event, then a set
     event a value): an alert, its history's steps and its ack each took some twenty calls so. For classes
     without relationships (nothing to link) and values of their columns only."""
-    row = _maker(cls)()
+    row = row_maker(cls)()
     row.__dict__.update(values)
     return row
 
 
 @cache
-def _maker(cls: type[Row]) -> Callable[[], Row]:
-    """cls's class manager's `new_instance`, looked up once a class."""
+def row_maker(cls: type[Row]) -> Callable[[], Row]:
+    """What makes a new, empty object of the mapped class cls as the ORM makes one it loads (its class
+    manager's `new_instance`: the instance state only, no constructor's steps), looked up once a class."""
     return manager_of_class(cls).new_instance  # type: ignore[no-any-return]
