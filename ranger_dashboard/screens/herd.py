@@ -116,6 +116,16 @@ def show_outcome(form: str, animal_id: str) -> None:
     show = {"success": st.success, "info": st.info}.get(outcome.kind, st.error)
     show(outcome.message, icon={"success": ":material/check_circle:", "info": ":material/info:"}.get(
         outcome.kind, ":material/error:"))
+    # On a phone the form's button may sit at the screen's foot and the page may move as the register is
+    # drawn again: the answer is brought into view, where the hand that asked is.
+    st.html(_SHOW_LAST_ALERT, unsafe_allow_javascript=True)
+
+
+# Scrolls the page's last message box (the outcome just said) into view, as little as needed.
+_SHOW_LAST_ALERT = """<script>
+const said = document.querySelectorAll('[data-testid="stAlert"]');
+if (said.length) { said[said.length - 1].scrollIntoView({block: "nearest"}); }
+</script>"""
 
 
 st.title("Herd register")
