@@ -31,9 +31,9 @@ from lora_bridge.errors import (
     without_values,
 )
 from lora_bridge.network_messages import CollarNamed, collar_named
-from lora_bridge.store import bulk
+from lora_bridge.store import bulk, gateway_merges
 from lora_bridge.store.database import Database
-from lora_bridge.store.row_values import row_maker, set_columns
+from lora_bridge.store.row_values import row_maker
 from lora_bridge.store.tables import DeadLetter, RawUplink
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.utc import as_utc, utc_now
@@ -391,7 +391,7 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
     first = claim_key(session, raw, dedup_key(device_id, session_number, uplink, digests), in_store=not first_heard)
     if first is None:
         return Claim(uplink, None)
-    _merge_gateways(first, raw)
+    _merge_gateways(session, first, raw)
     file_as_copy(raw, first)
     log.info(
         "duplicate uplink device_id=%s f_cnt=%s of raw_uplink_id=%d",
@@ -483,14 +483,19 @@ def _first_copy(session: Session, key: str) -> RawUplink | None:
     return session.scalars(query.execution_options(populate_existing=True, **{bulk.NOT_DEFERRED: True})).first()
 
 
-def _merge_gateways(first: RawUplink, copy: RawUplink) -> None:
+def _merge_gateways(session: Session, first: RawUplink, copy: RawUplink) -> None:
+    """The gateways of copy that first lacks added to first's, in the order heard, and the best signal
+    of them all. A first copy stored before this unit of work (the copies of one uplink handed to two
+    workers meet in different batches) takes them as one of the transaction's merges written together
+    (`gateway_merges`)."""
     known = {g.get("gateway_id") for g in first.gateways or []}
     merged = list(first.gateways or [])
     merged.extend(g for g in copy.gateways or [] if g.get("gateway_id") not in known)
     rssi = [g["rssi_dbm"] for g in merged if g.get("rssi_dbm") is not None]
     snr = [g["snr_db"] for g in merged if g.get("snr_db") is not None]
-    set_columns(first, {"gateways": merged, "best_rssi_dbm": max(rssi) if rssi else first.best_rssi_dbm,
-                        "best_snr_db": max(snr) if snr else first.best_snr_db})
+    gateway_merges.set_merged(session, first, {
+        "gateways": merged, "best_rssi_dbm": max(rssi) if rssi else first.best_rssi_dbm,
+        "best_snr_db": max(snr) if snr else first.best_snr_db})
 
 
 def dead_letter(

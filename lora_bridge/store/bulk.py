@@ -421,7 +421,7 @@ def _before_a_statement(state: Any) -> None:
     options = state.execution_options
     if (not queued and not deferred) or options.get(TOUCHES_NO_ROWS):
         return
-    tables = _tables_read(state) if state.is_select else frozenset()
+    tables = tables_read(state) if state.is_select else frozenset()
     if not tables:  # a change, or a read the mappers do not name: everything goes in first
         write_queued(state.session)
         return
@@ -440,7 +440,7 @@ def _before_a_statement(state: Any) -> None:
 _TABLES_READ: WeakKeyDictionary[Any, frozenset[Table]] = WeakKeyDictionary()
 
 
-def _tables_read(state: Any) -> frozenset[Table]:
+def tables_read(state: Any) -> frozenset[Table]:
     """The tables of the mappers an ORM read names (`ORMExecuteState.all_mappers`), once a statement."""
     statement = state.statement
     tables = _TABLES_READ.get(statement)
