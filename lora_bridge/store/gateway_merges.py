@@ -62,6 +62,7 @@ def set_merged(session: Session, row: RawUplink, values: dict[str, Any]) -> None
 def hold(session: Session, row: RawUplink, values: dict[str, Any]) -> None:
     """Hold a merge into row (stored, of session): its values set as what the store holds (the unit of
     work has nothing to flush for it), written with the transaction's other merges (`write_held`)."""
+    session.connection()  # the transaction holds its connection, for a savepoint begun before the merges are written
     for name, value in values.items():
         set_committed_value(row, name, value)
     session.info.setdefault(HELD, {})[row.id] = values  # a later merge into the same row replaces it
