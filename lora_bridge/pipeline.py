@@ -56,6 +56,7 @@ from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
 from lora_bridge.store.changed_rows import update_by_core
 from lora_bridge.store.database import Database
+from lora_bridge.store.plain_changes import write_plain_changes
 from lora_bridge.store.row_values import ColumnReads
 from lora_bridge.store.tables import (
     Alert,
@@ -171,8 +172,9 @@ def keep_and_apply(
     applied = {i: _process_uplink(session, raws[i], messages[i], codec, settings, rules_file, None)
                if type(messages[i]) is Uplink else
                _process_loaded(session, raws[i], codec, settings, rules_file, None, messages[i]) for i in order}
-    # the batch's fixes and summaries, before the rules' savepoints; its raw rows, when still held
-    # back, inserted as they are now and left out of the session: nothing changes them after this
+    # the batch's collar changes, fixes and summaries, before the rules' savepoints; its raw rows, when
+    # still held back, inserted as they are now and left out of the session: nothing changes them after this
+    write_plain_changes(session)
     bulk.write_queued(session, attach=False)
     return [applied[i] for i in range(len(raws))], order
 
@@ -764,6 +766,7 @@ def apply_taken_in(
         else _process_loaded(session, raws[raw_id], codec, settings, rules_file, None, messages[raw_id])
         for raw_id in raw_ids
     ]
+    write_plain_changes(session)
     bulk.write_queued(session)
     return results
 

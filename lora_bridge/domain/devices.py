@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from lora_bridge.errors import InvalidHerdChange, MalformedUplink, UnknownDevice
 from lora_bridge.store import bulk
 from lora_bridge.store.ids import take_id
-from lora_bridge.store.row_values import ColumnReads, set_columns
+from lora_bridge.store.plain_changes import change_columns
+from lora_bridge.store.row_values import ColumnReads
 from lora_bridge.store.tables import Animal, CollarFitting, Device
 from lora_bridge.uplink_formats import Uplink, eui_or_none
 
@@ -362,7 +363,7 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, reso
     _, last_seen, last_f_cnt, last_rssi_dbm, last_snr_db = reads
     if last_seen is None or heard_at >= last_seen:
         # set only what changes (see resolve_device): the values were read with last_seen, for no call;
-        # the changes set together (`set_columns`)
+        # the changes kept together outside the ORM's history (`plain_changes`)
         changes = {}
         if last_seen != heard_at:
             changes["last_seen"] = heard_at
@@ -373,7 +374,7 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, reso
         if last_snr_db != uplink.best_snr_db:
             changes["last_snr_db"] = uplink.best_snr_db
         if changes:
-            set_columns(device, changes)
+            change_columns(session, device, changes)
     return device
 
 
@@ -475,7 +476,7 @@ def status_flag_names(codec: Any) -> list[str]:
     return [row[0] for row in getattr(codec, "STATUS_FLAGS", ()) if row[0] != "spare"]
 
 
-def apply_status(device: Device, fields: dict[str, Any], time: datetime, codec: Any) -> None:
+def apply_status(session: Session, device: Device, fields: dict[str, Any], time: datetime, codec: Any) -> None:
     """Record what a status message says about the collar (battery, versions, behaviour, ...)."""
     held = dict(zip(_STATUS_READ_NAMES, _STATUS_READS(device), strict=True))  # one read, not one an attribute
     status_time = held["status_time"]
@@ -493,7 +494,7 @@ def apply_status(device: Device, fields: dict[str, Any], time: datetime, codec: 
     if held["flags"] != flags:
         changes["flags"] = flags
     if changes:
-        set_columns(device, changes)  # together, not one attribute's call each
+        change_columns(session, device, changes)  # together, outside the ORM's history (`plain_changes`)
 
 
 _STATUS_READ_NAMES = ("status_time", "flags", *STATUS_FIELDS)

@@ -27,6 +27,7 @@ from lora_bridge.domain.geofences import FenceIndex
 from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
+from lora_bridge.store.plain_changes import change_columns
 from lora_bridge.store.row_values import ColumnReads
 from lora_bridge.store.tables import Alert, Device, RawUplink
 from lora_bridge.uplink_formats import Uplink
@@ -100,7 +101,7 @@ def apply_message(
         )
 
     if message == "status":
-        devices.apply_status(device, fields, time, codec)
+        devices.apply_status(session, device, fields, time, codec)
         rules.queue_reading(session, device_id, time, fields.get("battery_mv"))
         if "update_kind" in fields:
             from lora_bridge.domain import update_results  # the last over-the-air update (docs/updates.md)
@@ -112,7 +113,7 @@ def apply_message(
             if status_time == time:
                 behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
                 if behaviour != held_behaviour:  # set only what changes (see devices.resolve_device)
-                    device.behaviour = behaviour
+                    change_columns(session, device, {"behaviour": behaviour})
         # The pack is judged on the wearer's own statuses: a previous wearer's backlog reading joins the
         # trend (above) but raises no low battery, on her (she wears the collar no more) nor on him. A
         # collar in stock raises none either: its battery is on the fleet page for the technician.
@@ -135,7 +136,7 @@ def apply_message(
         if row is not None and row["dominant"]:
             status_time, held_behaviour = _BEHAVIOUR_READS(device)
             if (status_time is None or interval_end > status_time) and row["dominant"] != held_behaviour:
-                device.behaviour = row["dominant"]
+                change_columns(session, device, {"behaviour": row["dominant"]})
     elif message == "alert":
         _apply_collar_alert(session, device_id, wearing, fields, time, uplink, raw, codec, settings,
                             rules_file, applied, claimed_ahead)
