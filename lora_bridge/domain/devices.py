@@ -181,14 +181,17 @@ def resolve_device(
 ) -> Device:
     """The collar with this DevEUI, else the one filed under this label (`collar_keys`) that is the
     same collar (`same_collar`); created on first sight."""
-    device = None
+    device = reads = None
     known = session.info.setdefault(DEVICES_BY_EUI, {})  # DevEUI -> collar, for this unit of work
     created: dict[str, Device] = session.info.setdefault(CREATED, {})
     unstored_euis, unstored_ids = session.info.get(UNSTORED, ((), ()))
     held_eui = True
     if dev_eui:
         device = known.get(dev_eui)
-        if device is None or device.dev_eui != dev_eui:
+        # the collar's columns read once (`ColumnReads`), not through its mapped attributes at each use
+        reads = _RESOLVE_READS(device) if device is not None else None
+        if reads is None or reads[0] != dev_eui:
+            reads = None
             device = next((d for d in created.values() if d.dev_eui == dev_eui), None)
             if device is None and dev_eui not in unstored_euis:
                 with session.no_autoflush:  # collars created here are in `created`, changes of this batch in `known`
@@ -200,9 +203,8 @@ def resolve_device(
         device = _named_or_new(session, created, unstored_ids, dev_eui=dev_eui, label=label, network=network,
                                application_id=application_id, network_scope=network_scope, first_seen=first_seen)
         held_eui = False
-    # the collar's columns read once (`ColumnReads`), not through its mapped attributes at each use
     held, held_label, held_application, held_scope, held_network, held_first_seen, held_session, device_id = \
-        _RESOLVE_READS(device)
+        reads if reads is not None else _RESOLVE_READS(device)
     # a collar found in `known` or `created` by its DevEUI was just read holding it: not read again
     if dev_eui and not held_eui and held != dev_eui:
         device.dev_eui = held = dev_eui
@@ -230,7 +232,7 @@ def resolve_device(
         device.session = 0
     if dev_eui:
         known[dev_eui] = device
-    if UNSTORED in session.info:  # what this unit of work made or changed is looked for again, as ever
+    if unstored_euis or unstored_ids:  # what this unit of work made or changed is looked for again, as ever
         unstored_euis.discard(dev_eui)
         if not dev_eui:  # else the collar holds dev_eui
             unstored_euis.discard(held)
@@ -476,8 +478,11 @@ def status_flag_names(codec: Any) -> list[str]:
     return [row[0] for row in getattr(codec, "STATUS_FLAGS", ()) if row[0] != "spare"]
 
 
-def apply_status(session: Session, device: Device, fields: dict[str, Any], time: datetime, codec: Any) -> None:
-    """Record what a status message says about the collar (battery, versions, behaviour, ...)."""
+def apply_status(session: Session, device: Device, fields: dict[str, Any], time: datetime, codec: Any, *,
+                 named_behaviour: str | None) -> None:
+    """Record what a status message says about the collar (battery, versions, behaviour, ...);
+    named_behaviour: the behaviour it reports named by its model's classes (`activity.status_behaviour`),
+    stored in place of the wire's."""
     held = dict(zip(_STATUS_READ_NAMES, _STATUS_READS(device), strict=True))  # one read, not one an attribute
     status_time = held["status_time"]
     if status_time is not None and time < status_time:
@@ -488,6 +493,8 @@ def apply_status(session: Session, device: Device, fields: dict[str, Any], time:
             value = fields[name]
             if name == "fw_version" and value is not None:
                 value = str(value)
+            elif name == "behaviour":
+                value = named_behaviour
             if held[name] != value:  # set only what changes (see resolve_device)
                 changes[name] = value
     flags = {name: bool(fields[name]) for name in status_flag_names(codec) if name in fields}

@@ -101,19 +101,16 @@ def apply_message(
         )
 
     if message == "status":
-        devices.apply_status(session, device, fields, time, codec)
+        # the behaviour it reports named by its model's classes, stored with the rest of the status
+        named = activity.status_behaviour(fields, codec, settings.model_registry, session) \
+            if "behaviour" in fields else None
+        devices.apply_status(session, device, fields, time, codec, named_behaviour=named)
         rules.queue_reading(session, device_id, time, fields.get("battery_mv"))
         if "update_kind" in fields:
             from lora_bridge.domain import update_results  # the last over-the-air update (docs/updates.md)
 
             update_results.record(session, device_id, fields, time)
         campaigns.reconsider_collar(session, device_id)  # gates and versions are re-checked on every status
-        if "behaviour" in fields:
-            status_time, held_behaviour = _BEHAVIOUR_READS(device)
-            if status_time == time:
-                behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
-                if behaviour != held_behaviour:  # set only what changes (see devices.resolve_device)
-                    change_columns(session, device, {"behaviour": behaviour})
         # The pack is judged on the wearer's own statuses: a previous wearer's backlog reading joins the
         # trend (above) but raises no low battery, on her (she wears the collar no more) nor on him. A
         # collar in stock raises none either: its battery is on the fleet page for the technician.

@@ -35,14 +35,14 @@ from lora_bridge.store import bulk, changed_rows, driver_rows
 from lora_bridge.store.row_values import set_columns
 from lora_bridge.store.transaction_info import held_until_transaction_end
 
-# session.info key: {table: {row: set of changed column names}} noted and not written yet
+# session.info key: {row: set of its changed column names} noted and not written yet
 PLAIN_CHANGES = held_until_transaction_end("tembo_plain_changes")
 
 
 def change_columns(session: Session, row: Any, changes: dict[str, Any]) -> None:
-    """row.<name> = value for each name, value of changes (plain columns, not the primary key): kept in
-    the row's dict and written with the batch's other such changes (module docstring) when row is a
-    stored row loaded whole; else set through the ORM (`set_columns`)."""
+    """row.<name> = value for each name, value of changes (plain columns named as their attributes, not
+    the primary key): kept in the row's dict and written with the batch's other such changes (module
+    docstring) when row is a stored row loaded whole; else set through the ORM (`set_columns`)."""
     state = row._sa_instance_state
     if state.key is None or state.expired_attributes or state.session_id != session.hash_key:
         set_columns(row, changes)
@@ -51,12 +51,9 @@ def change_columns(session: Session, row: Any, changes: dict[str, Any]) -> None:
     noted = session.info.get(PLAIN_CHANGES)
     if noted is None:
         noted = session.info[PLAIN_CHANGES] = {}
-    by_row = noted.get(state.class_.__table__)
-    if by_row is None:
-        by_row = noted[state.class_.__table__] = {}
-    names = by_row.get(row)
+    names = noted.get(row)
     if names is None:
-        by_row[row] = set(changes)
+        noted[row] = set(changes)
     else:
         names.update(changes)
 
@@ -66,32 +63,34 @@ def write_plain_changes(session: Session) -> int:
     noted = session.info.pop(PLAIN_CHANGES, None)
     if not noted:
         return 0
+    by_table: dict[Table, list[Any]] = {}
+    for row in noted:
+        by_table.setdefault(type(row).__table__, []).append(row)
     connection = session.connection()
     multi_rowcount = connection.dialect.supports_sane_multi_rowcount
-    written = 0
-    for table, by_row in noted.items():
+    for table, rows in by_table.items():
         key = _key_of(table)
-        rows = sorted(((row.__dict__[key], row.__dict__, tuple(sorted(names))) for row, names in by_row.items()),
-                      key=lambda item: item[0])
-        for names, run in groupby(rows, key=lambda item: item[2]):
+        # in primary-key order, consecutive rows changing the same columns in one executemany
+        changed = sorted(((row.__dict__[key], row.__dict__, tuple(sorted(noted[row]))) for row in rows),
+                         key=lambda item: item[0])
+        for names, run in groupby(changed, key=lambda item: item[2]):
             # the UPDATE `changed_rows` writes the unit of work's changed rows with, built once a table
             params = [{**{name: values[name] for name in names}, changed_rows._KEY: row_key}
                       for row_key, values, _ in run]
             result = driver_rows.execute_many(connection, changed_rows._update_of(table), params)
             if multi_rowcount and result.rowcount not in (-1, len(params)):
                 raise StaleDataError(f"UPDATE of {table.name} matched {result.rowcount} of {len(params)} rows")
-            written += len(params)
-        # registered with the transaction as the unit of work registers what it writes: a savepoint
-        # rolled back after this expires them, and they are read again as the store holds them
-        session._register_altered([row._sa_instance_state for row in by_row])
-    return written
+    # registered with the transaction as the unit of work registers what it writes: a savepoint rolled
+    # back after this expires them, and they are read again as the store holds them
+    session._register_altered([row._sa_instance_state for row in noted])
+    return len(noted)
 
 
 _KEYS: dict[Table, str] = {}
 
 
 def _key_of(table: Table) -> str:
-    """The attribute name of table's one-column primary key (a mapped class's, by its table)."""
+    """The name of table's one-column primary key (its mapped attribute's)."""
     key = _KEYS.get(table)
     if key is None:
         (column,) = table.primary_key.columns
@@ -105,7 +104,7 @@ def _before_a_statement(state: Any) -> None:
     if not noted or state.execution_options.get(bulk.TOUCHES_NO_ROWS):
         return
     # the tables an ORM read names, as `bulk` works them out (once a statement)
-    if not state.is_select or not bulk._tables_read(state).isdisjoint(noted):
+    if not state.is_select or not bulk._tables_read(state).isdisjoint({type(row).__table__ for row in noted}):
         write_plain_changes(state.session)
 
 
