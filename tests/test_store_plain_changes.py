@@ -5,7 +5,11 @@ on PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import bridge_builders as b
 import pytest
@@ -22,10 +26,17 @@ ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 HEARD = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_a_collars_changes_are_read_in_the_same_transaction_and_stored_at_its_commit(engine, request, tmp_path):
+@contextmanager
+def _one_collar_heard(engine: str, request: Any, tmp_path: Path) -> Iterator[Any]:
+    """A bridge on an empty store of engine that has heard one collar once."""
     with empty_store(engine, request, tmp_path / "tembo.db") as url, b.fresh_bridge(url) as bridge:
         bridge.ingest_batch([Submission("tts", None, synthetic_bodies(collars=1, hours=1)[0])])
+        yield bridge
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_collars_changes_are_read_in_the_same_transaction_and_stored_at_its_commit(engine, request, tmp_path):
+    with _one_collar_heard(engine, request, tmp_path) as bridge:
         with bridge.db.write() as session:
             device = session.scalars(select(Device)).one()
             change_columns(session, device, {"last_f_cnt": 4321, "battery_mv": 3210, "last_seen": HEARD})
@@ -53,8 +64,7 @@ def test_a_collar_made_in_the_same_transaction_takes_its_changes_through_the_orm
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_collar_change_written_in_a_savepoint_rolled_back_is_read_again_from_the_store(engine, request, tmp_path):
-    with empty_store(engine, request, tmp_path / "tembo.db") as url, b.fresh_bridge(url) as bridge:
-        bridge.ingest_batch([Submission("tts", None, synthetic_bodies(collars=1, hours=1)[0])])
+    with _one_collar_heard(engine, request, tmp_path) as bridge:
         with bridge.db.write() as session:
             device = session.scalars(select(Device)).one()
             stored_f_cnt = device.last_f_cnt
@@ -71,8 +81,7 @@ def test_a_collar_change_written_in_a_savepoint_rolled_back_is_read_again_from_t
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_collar_change_of_a_rolled_back_transaction_is_not_written_by_the_next_one(engine, request, tmp_path):
-    with empty_store(engine, request, tmp_path / "tembo.db") as url, b.fresh_bridge(url) as bridge:
-        bridge.ingest_batch([Submission("tts", None, synthetic_bodies(collars=1, hours=1)[0])])
+    with _one_collar_heard(engine, request, tmp_path) as bridge:
         with bridge.db.read() as session:
             stored_f_cnt = session.scalar(select(Device.last_f_cnt))
         with Session(bridge.db.write_engine) as session:  # one session, two transactions
