@@ -306,9 +306,9 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
         # Their rule cursors before anything of theirs is written (`rules_cursors`' lock order).
         rules_cursors.lock_cursors(session, by_id)
         animals = session.info.setdefault(devices.ANIMALS_BY_DEVICE, {})
-        for _, animal in rows:
-            if animal is not None:
-                animals.setdefault(animal.device_id, animal)
+        for device, animal in rows:
+            if animal is not None:  # worn on this collar (the join's condition): its id read with the collar's
+                animals.setdefault(found[device][0], animal)
         keys = set()
         digests = session.info.setdefault(ingest.PAYLOAD_DIGESTS, {})  # handed on to `ingest.claim`
         for uplink in uplinks:
