@@ -115,7 +115,23 @@ def test_a_merge_held_when_the_batch_fails_is_not_kept(store_url):
         with bridge.db.read() as session:
             gateways = [g["gateway_id"] for g in session.get(RawUplink, raw_id).gateways]
         with bridge.db.write() as session:
-            held = session.info.get(gateway_merges.HELD)
+            held = session.info.get(gateway_merges.HELD.key)
 
     assert gateways == ["gw-north"]
     assert held is None  # nothing of the failed batch waits to be written by the next
+
+
+def test_a_merge_made_inside_a_savepoint_rolled_back_is_not_kept(store_url):
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        raw_id = stored_first_copy(bridge)
+        with bridge.db.write() as session:
+            first = session.scalars(select(RawUplink).where(RawUplink.id == raw_id).with_for_update()).one()
+            with pytest.raises(RuntimeError), session.begin_nested():
+                gateway_merges.set_merged(session, first, MERGED)
+                raise RuntimeError("the rules of a collar failed")
+            held = session.info.get(gateway_merges.HELD.key)
+        with bridge.db.read() as session:
+            gateways = [g["gateway_id"] for g in session.get(RawUplink, raw_id).gateways]
+
+    assert held is None  # a change inside a savepoint goes through the ORM, rolled back with it
+    assert gateways == ["gw-north"]

@@ -93,3 +93,24 @@ def test_a_collar_change_of_a_rolled_back_transaction_is_not_written_by_the_next
             session.commit()
         with bridge.db.read() as session:
             assert session.execute(select(Device.last_f_cnt, Device.battery_mv)).one() == (stored_f_cnt, 2900)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_collar_change_held_before_a_savepoint_outlives_the_savepoints_rollback_and_its_own_change_does_not(
+        engine, request, tmp_path):
+    with _one_collar_heard(engine, request, tmp_path) as bridge:
+        with bridge.db.write() as session:
+            device = session.scalars(select(Device)).one()
+            change_columns(session, device, {"last_f_cnt": 4321, "battery_mv": 3210})  # held for the batch
+            with pytest.raises(RuntimeError), session.begin_nested():
+                # inside the savepoint the same collar changes through the ORM and its table is read
+                change_columns(session, device, {"battery_mv": 2500, "last_seen": HEARD})
+                assert session.execute(select(Device.last_f_cnt, Device.battery_mv)).one() == (4321, 2500)
+                raise RuntimeError("the rules of this collar failed")
+            # the rollback took back what was done inside it, not what was held before it
+            assert (device.last_f_cnt, device.battery_mv) == (4321, 3210)
+            assert device.last_seen != HEARD
+        with bridge.db.read() as session:
+            stored = session.scalars(select(Device)).one()
+            assert (stored.last_f_cnt, stored.battery_mv) == (4321, 3210)
+            assert stored.last_seen != HEARD

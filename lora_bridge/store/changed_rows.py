@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from functools import cache
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, inspect, update
+from sqlalchemy import Connection, Table, bindparam, event, inspect, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
@@ -31,7 +32,7 @@ from lora_bridge.store import driver_rows
 # session.info key: the mapped classes whose changed stored rows this session's flushes write by Core.
 CORE_UPDATED = "tembo_core_updated"
 # The bound name of the primary key in the UPDATE's WHERE (a column's name would be taken for a SET).
-_KEY = "tembo_row_key"
+ROW_KEY = "tembo_row_key"
 
 
 def update_by_core(session: Session, *classes: type) -> None:
@@ -51,10 +52,10 @@ def _mapping(cls: type) -> tuple[Table, str, dict[str, tuple[str, Any]]]:
 
 
 @cache
-def _update_of(table: Table) -> Any:
+def update_of(table: Table) -> Any:
     """UPDATE table SET <the columns of each row's parameters> WHERE <primary key> = :tembo_row_key."""
     (key,) = table.primary_key.columns
-    return update(table).where(key == bindparam(_KEY))
+    return update(table).where(key == bindparam(ROW_KEY))
 
 
 @cache
@@ -100,20 +101,24 @@ def write_changed_rows(session: Session, classes: set[type]) -> int:
     if not written:
         return 0
     connection = session.connection()
-    multi_rowcount = connection.dialect.supports_sane_multi_rowcount
     for table in sorted(by_table, key=_dependency_order):  # a collar's row before its cursor's, as the unit of work
-        # In primary-key order, consecutive rows changing the same columns in one executemany: the
-        # unit of work's statements, so two workers on PostgreSQL still lock rows in one order.
-        rows = sorted(by_table[table], key=lambda row: row[0])
-        for _names, run in groupby(rows, key=lambda row: row[1].keys()):
-            params = [{**values, _KEY: row_key} for row_key, values in run]
-            result = driver_rows.execute_many(connection, _update_of(table), params)  # SQLite: past per-row steps
-            if multi_rowcount and result.rowcount not in (-1, len(params)):
-                raise StaleDataError(f"UPDATE of {table.name} matched {result.rowcount} of {len(params)} rows")
+        update_in_key_order(connection, table, by_table[table])
     for state in written:
         state._commit_all(state.dict, session.identity_map)
     session._register_altered(written)
     return len(written)
+
+
+def update_in_key_order(connection: Connection, table: Table, rows: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Update rows ((primary key, {column: value}) of table) in primary-key order, consecutive rows changing
+    the same columns in one executemany: the unit of work's statements, so two workers on PostgreSQL still
+    lock rows in one order."""
+    multi_rowcount = connection.dialect.supports_sane_multi_rowcount
+    for _names, run in groupby(sorted(rows, key=itemgetter(0)), key=lambda row: row[1].keys()):
+        params = [{**values, ROW_KEY: row_key} for row_key, values in run]
+        result = driver_rows.execute_many(connection, update_of(table), params)  # SQLite: past per-row steps
+        if multi_rowcount and result.rowcount not in (-1, len(params)):
+            raise StaleDataError(f"UPDATE of {table.name} matched {result.rowcount} of {len(params)} rows")
 
 
 @event.listens_for(Session, "before_flush")
