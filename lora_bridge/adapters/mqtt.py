@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -37,6 +36,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from lora_bridge.adapters.mqtt_hand_in import (
+    BatchHandIn,
+    BridgeBatches,
+    HandInThreads,
+    InHand,
+    OneByOne,
+    bridge_of,
+)
 from lora_bridge.errors import (
     BrokerUnusable,
     StoreUnavailable,
@@ -170,12 +177,13 @@ def subscriptions(topics: tuple[str, ...] | list[str], share_group: str | None) 
 class MqttIngest:
     """One bridge worker's MQTT client: subscribes, ingests each message, acknowledges once durable.
 
-    ingest: a callable like `Bridge.ingest_network_message` (network, event, body, content_type=...,
-    path_ids=...); it returns once the body is durable and raises StoreUnavailable when it is not.
-    threads: messages handed in at once, each by a thread of its own, and the Receive Maximum asked
-    of the broker: it sends no more before a PUBACK, so no message waits in the worker without a
-    thread. The bridge keeps those handed in together in one batch (group commit): more threads
-    make larger batches.
+    ingest: `Bridge.ingest_network_message`, or a callable like it (network, event, body, content_type=...,
+    path_ids=...) that returns once the body is durable and raises StoreUnavailable when it is not. A
+    bridge's own gets the worker's messages as batches (`mqtt_hand_in`): one thread gathers those that
+    came while the previous batch was written and hands them in together (`Bridge.write_batch_now`),
+    one commit for all; any other callable is called for one message at a time, each on a thread of its own.
+    threads: the messages in hand at once, the Receive Maximum asked of the broker (it sends no more
+    before a PUBACK), so the largest batch; and for a callable, the threads that call it.
     share: a `collar_shares.CollarShare` of this worker (several workers on one store): messages go
     through it (a collar another worker owns is handed over); started and stopped with the client.
     keep: where a message whose ingest raised something other than StoreUnavailable (a bug, a value
@@ -207,7 +215,13 @@ class MqttIngest:
         self.ignored = 0
         self.kept = 0
         self.threads = max(1, threads)
-        self._pool = HandInThreads(self._ingest, self.threads, "tembo-mqtt")
+        bridge = bridge_of(ingest)
+        if bridge is not None:
+            self._writer: BridgeBatches | OneByOne = BridgeBatches(bridge, share)
+            self._hand_in: BatchHandIn | HandInThreads = BatchHandIn(self._hand_in_all, "tembo-mqtt", self._writer.most)
+        else:
+            self._writer = OneByOne(self.ingest)
+            self._hand_in = HandInThreads(self._hand_in_one, self.threads, "tembo-mqtt")
         self._in_flight: deque[list[Any]] = deque()  # [mid, qos, done] in arrival order
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -279,7 +293,7 @@ class MqttIngest:
     def stop(self) -> None:
         """Finish the messages in hand (acknowledging them), then disconnect."""
         self._stopping.set()
-        self._pool.close()
+        self._hand_in.close()
         self.client.disconnect()
         self.client.loop_stop()
         if self.share is not None:
@@ -343,8 +357,8 @@ class MqttIngest:
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._stopping.is_set():
-            # Arrived while the worker stops, after its threads ended: left without a PUBACK, the broker
-            # hands it over again on the next connection (handing it to the ended pool raised in
+            # Arrived while the worker stops, after its hand-in ended: left without a PUBACK, the broker
+            # hands it over again on the next connection (handing it to the ended hand-in raised in
             # paho's network thread and ended it with a traceback).
             log.info("MQTT message left to the broker: the worker is stopping", extra={"topic": message.topic[:200]})
             return
@@ -368,43 +382,52 @@ class MqttIngest:
         body = bytes(message.payload[:MAX_BODY_BYTES])
         if len(message.payload) > MAX_BODY_BYTES:
             log.warning("oversized MQTT message cut", extra={"topic": message.topic[:200], "bytes": len(message.payload)})
-        self._pool.put(routed, body, entry)
+        self._hand_in.put(InHand(routed, body, content_type_of(routed.network, body), entry))
 
-    # Work (pool threads) ---------------------------------------------------------------------
+    # Work (the hand-in's threads) --------------------------------------------------------------
 
     def _ingest(self, routed: Routed, body: bytes, entry: list[Any]) -> None:
+        """Hand one message in and acknowledge it once durable or kept (retried until then)."""
+        self._hand_in_all([InHand(routed, body, content_type_of(routed.network, body), entry)])
+
+    def _hand_in_one(self, message: InHand) -> None:
+        """Hand message in by itself (a thread of `HandInThreads`, for an ingest callable)."""
+        self._hand_in_all([message])
+
+    def _hand_in_all(self, messages: list[InHand]) -> None:
+        """Hand messages in together and acknowledge each once durable or kept, in arrival order; those
+        the store could not take are tried again, together, until it takes them (or the worker stops)."""
         attempt = 0
-        while True:
-            try:
-                self.ingest(
-                    routed.network,
-                    routed.event,
-                    body,
-                    content_type=content_type_of(routed.network, body),
-                    path_ids=routed.path_ids,
-                )
-                break
-            except StoreUnavailable as error:
-                # No PUBACK: try again until the store takes it (or we stop, and the broker hands the
-                # message over again on the next connection). Later PUBACKs wait behind this one,
-                # so a store that stays down stops the flow instead of losing messages.
-                failure: BaseException = error
-            except Exception as error:  # noqa: BLE001 - a failure that does not pass: kept, then acknowledged
-                # Retried, it would fail again for ever and hold back every later PUBACK: kept as a dead
-                # letter (for inspection and replay after a fix), then acknowledged.
-                retry_because = self._kept(routed, body, error)
-                if retry_because is None:
-                    break
-                failure = retry_because
+        while messages:
+            again: list[tuple[InHand, BaseException]] = []
+            done: list[list[Any]] = []
+            for message, error in zip(messages, self._writer.write(messages), strict=True):
+                if error is not None:
+                    # StoreUnavailable: no PUBACK, tried again until the store takes it (or we stop, and
+                    # the broker hands it over again on the next connection). Later PUBACKs wait behind
+                    # it, so a store that stays down stops the flow instead of losing messages. Any other
+                    # error would fail again for ever and hold back every later PUBACK: kept as a dead
+                    # letter (for inspection and replay after a fix), then acknowledged.
+                    retry_because = error if isinstance(error, StoreUnavailable) else self._kept(
+                        message.routed, message.body, error)
+                    if retry_because is not None:
+                        again.append((message, retry_because))
+                        continue
+                done.append(message.entry)
+            if done:
+                self._done_all(done)
+            if not again:
+                return
             delay = RETRY_STORE_AFTER_S[min(attempt, len(RETRY_STORE_AFTER_S) - 1)]
             attempt += 1
-            said = failure_context(failure)
-            extra = {**_context(routed), "attempt": attempt, **said}
-            log.warning("MQTT message not kept network=%s event=%s device=%s; retry in %.1f s: %s",
-                        routed.network, extra["event"], extra["device"], delay, said_of(said), extra=extra)
+            for message, failure in again:
+                said = failure_context(failure)
+                extra = {**_context(message.routed), "attempt": attempt, **said}
+                log.warning("MQTT message not kept network=%s event=%s device=%s; retry in %.1f s: %s",
+                            message.routed.network, extra["event"], extra["device"], delay, said_of(said), extra=extra)
             if self._stopping.wait(delay):
                 return
-        self._done(entry)
+            messages = [message for message, _ in again]
 
     def _kept(self, routed: Routed, body: bytes, error: BaseException) -> BaseException | None:
         """None once body, whose ingest raised error (not StoreUnavailable), is kept by `keep`; else
@@ -436,67 +459,18 @@ class MqttIngest:
 
     def _done(self, entry: list[Any]) -> None:
         """Mark entry done and send every PUBACK that is now due, in arrival order."""
+        self._done_all([entry])
+
+    def _done_all(self, entries: list[list[Any]]) -> None:
+        """Mark entries done and send every PUBACK that is now due, in arrival order."""
         with self._lock:
-            entry[2] = True
+            for entry in entries:
+                entry[2] = True
             while self._in_flight and self._in_flight[0][2]:
                 mid, qos, _ = self._in_flight.popleft()
                 if qos > 0:
                     self.client.ack(mid, qos)
                 self.acknowledged += 1
-
-
-class HandInThreads:
-    """Up to `count` threads that each run `work(*item)` for one item put at a time: an MQTT worker's
-    messages handed in, each by a thread of its own while it waits for its batch's commit.
-
-    A thread starts when an item is put and every started thread is busy; an idle thread waits on a
-    queue. It does what a thread pool's executor did for the worker, without a future, its condition
-    and its locks for every message, which the worker never read: about thirty Python calls a message,
-    on the network thread that reads every message. `close()` lets the threads finish what was put,
-    then ends them.
-    """
-
-    def __init__(self, work: Callable[..., Any], count: int, name: str) -> None:
-        self._work = work
-        self._count = max(1, count)
-        self._name = name
-        self._items: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._idle = 0  # started threads waiting for an item, less the items put for them
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def put(self, *item: Any) -> None:
-        """Have item worked by an idle thread, or a new one (RuntimeError once closed)."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the worker's threads are closed")
-            if self._idle:
-                self._idle -= 1
-            elif len(self._threads) < self._count:
-                thread = threading.Thread(target=self._run, name=f"{self._name}_{len(self._threads)}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
-        self._items.put(item)
-
-    def close(self) -> None:
-        """Finish every item put, then end the threads (no item may be put after)."""
-        with self._lock:
-            self._closed = True
-            threads = list(self._threads)
-        for _ in threads:
-            self._items.put(None)
-        for thread in threads:
-            thread.join()
-
-    def _run(self) -> None:
-        while (item := self._items.get()) is not None:
-            try:
-                self._work(*item)
-            except Exception:  # noqa: BLE001 - the next message still gets a thread
-                log.exception("MQTT message hand-in failed")
-            with self._lock:
-                self._idle += 1
 
 
 def _context(routed: Routed) -> dict[str, str | None]:
