@@ -158,7 +158,7 @@ def test_the_mqtt_bench_counts_the_workers_python_calls_and_statements_per_uplin
     # and where they went, from the worker's threads (its MQTT client's, its hand-in threads)
     profiled = pstats.Stats(str(tmp_path / "bench-counted-0.pstats"))
     called = {name for _file, _line, name in profiled.stats}
-    assert {"_on_message", "_ingest", "_write_batch"} <= called
+    assert {"_on_message", "_hand_in_all", "_write_batch"} <= called
 
 
 def test_the_bench_says_what_two_workers_could_reach_on_its_cores_only_when_it_had_them():
