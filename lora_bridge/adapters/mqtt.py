@@ -182,8 +182,9 @@ class MqttIngest:
     bridge's own gets the worker's messages as batches (`mqtt_hand_in`): one thread gathers those that
     came while the previous batch was written and hands them in together (`Bridge.write_batch_now`),
     one commit for all; any other callable is called for one message at a time, each on a thread of its own.
-    threads: the messages in hand at once, the Receive Maximum asked of the broker (it sends no more
-    before a PUBACK), so the largest batch; and for a callable, the threads that call it.
+    threads: the Receive Maximum asked of the broker, the messages it sends before it waits for PUBACKs
+    (it keeps the rest of a backlog); for a callable, also the threads that call it. A batch holds
+    at most the bridge's `ingest_max_batch`.
     share: a `collar_shares.CollarShare` of this worker (several workers on one store): messages go
     through it (a collar another worker owns is handed over); started and stopped with the client.
     keep: where a message whose ingest raised something other than StoreUnavailable (a bug, a value
