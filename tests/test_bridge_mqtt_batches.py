@@ -55,6 +55,18 @@ def deliver(worker: MqttIngest, messages: list[tuple[str, bytes]], first_mid: in
         worker.client.on_message(worker.client, None, message)
 
 
+def all_handed_in(bridge, batches: HeldBatches, messages: list[tuple[str, bytes]]) -> tuple[MqttIngest, list, bool]:
+    """A worker of bridge given messages, its first batch held until they are all delivered, then stopped
+    once each is acknowledged: the worker, its PUBACKs (`acknowledgements`) and whether all left."""
+    worker = MqttIngest(bridge.ingest_network_message, NO_BROKER, keep=bridge.keep_failed)
+    sent = acknowledgements(worker, bridge, batches)
+    deliver(worker, messages)
+    batches.released.set()
+    all_in = wait_until(lambda: worker.acknowledged == len(messages), 30)
+    worker.stop()
+    return worker, sent, all_in
+
+
 def test_messages_that_come_while_a_batch_is_written_go_in_together_and_are_acknowledged_in_order_once_durable(
         sqlite_url):
     messages = status_uplinks([f"collar-t{n}" for n in range(6)], per_device=1)
@@ -82,12 +94,7 @@ def test_messages_the_store_cannot_take_are_not_acknowledged_and_go_in_again_tog
     with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, \
             caplog.at_level(logging.WARNING, logger="lora_bridge.adapters.mqtt"):
         batches = HeldBatches(bridge, store_down_once=True)
-        worker = MqttIngest(bridge.ingest_network_message, NO_BROKER, keep=bridge.keep_failed)
-        sent = acknowledgements(worker, bridge, batches)
-        deliver(worker, messages)
-        batches.released.set()
-        all_in = wait_until(lambda: worker.acknowledged == 3, 30)
-        worker.stop()
+        worker, sent, all_in = all_handed_in(bridge, batches, messages)
         stored = applied_once(bridge)
 
     assert all_in and stored == (3, 3)
@@ -104,12 +111,7 @@ def test_a_message_the_store_refuses_in_a_batch_is_kept_and_acknowledged_in_its_
     with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
         refuse_raw_rows_naming(bridge, REFUSED_COLLAR)
         batches = HeldBatches(bridge)
-        worker = MqttIngest(bridge.ingest_network_message, NO_BROKER, keep=bridge.keep_failed)
-        sent = acknowledgements(worker, bridge, batches)
-        deliver(worker, messages)
-        batches.released.set()
-        all_in = wait_until(lambda: worker.acknowledged == 3, 30)
-        worker.stop()
+        worker, sent, all_in = all_handed_in(bridge, batches, messages)
         dead = bridge.dead_letters()
         stored = applied_once(bridge)
 
