@@ -21,9 +21,20 @@ import streamlit as st
 
 from lora_bridge.access import roles as access
 from lora_bridge.errors import is_transient_store_error
-from ranger_dashboard import config, data, herd_register, markers, navigation, roles, selection, views
+from ranger_dashboard import (
+    config,
+    data,
+    herd_register,
+    into_view,
+    markers,
+    navigation,
+    roles,
+    selection,
+    views,
+)
 
 OUTCOME_KEY = "_herd_outcome"  # (form, animal id, herd_register.Outcome) said once under that form
+ANSWERS_KEY = "_herd_answers_said"  # how many outcomes this session was told, to number each
 RENAME, FIT, TAKE_OFF = "rename", "fit", "take_off"
 NOW, EARLIER = "Now", "Earlier (UTC)"  # when the collar went on, or came off
 
@@ -114,18 +125,16 @@ def show_outcome(form: str, animal_id: str) -> None:
         return
     outcome = st.session_state.pop(OUTCOME_KEY)[2]
     show = {"success": st.success, "info": st.info}.get(outcome.kind, st.error)
-    show(outcome.message, icon={"success": ":material/check_circle:", "info": ":material/info:"}.get(
-        outcome.kind, ":material/error:"))
-    # On a phone the form's button may sit at the screen's foot and the page may move as the register is
-    # drawn again: the answer is brought into view, where the hand that asked is.
-    st.html(_SHOW_LAST_ALERT, unsafe_allow_javascript=True)
-
-
-# Scrolls the page's last message box (the outcome just said) into view, as little as needed.
-_SHOW_LAST_ALERT = """<script>
-const said = document.querySelectorAll('[data-testid="stAlert"]');
-if (said.length) { said[said.length - 1].scrollIntoView({block: "nearest"}); }
-</script>"""
+    answer = f"herd_answer_{form}"
+    with st.container(key=answer):
+        show(outcome.message, icon={"success": ":material/check_circle:", "info": ":material/info:"}.get(
+            outcome.kind, ":material/error:"))
+    # On a phone the form's button may sit at the screen's foot: the answer is brought into view, where the
+    # hand that asked is. Each answer's script is numbered, so it runs though the last one drawn there was
+    # the same script (an answer that replaces the one before it in place, when the tap came mid-run).
+    said = st.session_state.get(ANSWERS_KEY, 0) + 1
+    st.session_state[ANSWERS_KEY] = said
+    st.html(into_view.script(answer, said), unsafe_allow_javascript=True)
 
 
 st.title("Herd register")
