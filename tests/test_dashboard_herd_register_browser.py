@@ -1,7 +1,8 @@
 """The herd register on a phone at night, in a real browser (Debian's chromium through Playwright): a
 ranger reads which collar each elephant wears and finds no form to change it; an admin moves Zawadi's
-collar to Kito, told first that it must be asked for, then what was done; every word stands out from
-the night page and nothing runs off the small screen."""
+collar to Kito, told first that it must be asked for, then what was done (in sight though she had
+scrolled back up to the form); every word stands out from the night page and nothing runs off the small
+screen."""
 
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ def test_admin_moves_a_collar_to_another_elephant_on_a_small_phone_at_night_and_
             expect(refused).to_be_visible(timeout=WAIT_MS)
             readable_at_night_on_the_small_screen(admin, "Collar not fitted to Kito")
             admin.screenshot(path=str(tmp_path / "admin_refused.png"), full_page=True)
+            # She scrolls back up to the form: Fit collar at the screen's foot, the refusal out of sight below it.
+            admin.get_by_role("button", name="Fit collar").evaluate("(button) => button.scrollIntoView({block: 'end'})")
+            expect(refused).not_to_be_in_viewport()
 
             admin.get_by_test_id("stCheckbox").get_by_text("Take it from the animal wearing it").click()
             expect(admin.get_by_role("checkbox", name="Take it from the animal wearing it")).to_be_checked()
