@@ -305,7 +305,7 @@ def test_ranger_keeps_the_herd_she_last_saw_marked_stale_while_a_backup_holds_th
             assert abs(x1 - x0) <= 3 and abs(y1 - y0) <= 3, "the ring where she saw it (its name aside)"
 
         page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # the panel's own refresh
-        expect(page.get_by_text(NOT_LIVE_HEADLINE)).to_have_count(0)
+        expect(page.get_by_text(NOT_LIVE_HEADLINE)).to_have_count(0, timeout=WAIT_MS)
 
 
 @pytest.mark.browser
@@ -339,7 +339,7 @@ def test_ranger_keeps_her_open_alerts_with_their_buttons_off_while_a_backup_hold
             page.screenshot(path=str(tmp_path / "stale_alerts.png"), full_page=True)
 
         page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # the queue's own refresh
-        expect(page.get_by_text(NOT_LIVE_HEADLINE)).to_have_count(0)
+        expect(page.get_by_text(NOT_LIVE_HEADLINE)).to_have_count(0, timeout=WAIT_MS)
         expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
 
 
@@ -364,7 +364,7 @@ def test_the_animal_page_kept_during_a_backup_turns_live_by_itself_once_the_back
             not_live_notice(page)
 
         page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # no reload: the page's own retry
-        expect(page.get_by_text(NOT_LIVE_HEADLINE)).to_have_count(0)
+        expect(page.get_by_text(NOT_LIVE_HEADLINE)).to_have_count(0, timeout=WAIT_MS)
 
 
 def _outside(url: str) -> bool:

@@ -64,10 +64,10 @@ def test_admin_moves_a_collar_to_another_elephant_on_a_small_phone_at_night_and_
         try:
             # Amina, a ranger, reads Kito's collar and its history; the register has no form for her.
             ranger = herd_page_on_a_phone(browser, base_url, "amina", ids["Kito"])
-            expect(ranger.locator(f"#{markers.HERD_READY_ID}")).to_have_attribute("data-editable", "false")
-            expect(ranger.get_by_text(re.compile(r"collar collar-003 since registered"))).to_be_visible()
-            expect(ranger.get_by_role("button", name="Fit collar")).to_have_count(0)
-            expect(ranger.get_by_role("button", name="Save")).to_have_count(0)
+            expect(ranger.locator(f"#{markers.HERD_READY_ID}")).to_have_attribute("data-editable", "false", timeout=WAIT_MS)
+            expect(ranger.get_by_text(re.compile(r"collar collar-003 since registered"))).to_be_visible(timeout=WAIT_MS)
+            expect(ranger.get_by_role("button", name="Fit collar")).to_have_count(0, timeout=WAIT_MS)
+            expect(ranger.get_by_role("button", name="Save")).to_have_count(0, timeout=WAIT_MS)
             readable_at_night_on_the_small_screen(ranger, "Who each animal is and which collar it wears")
             ranger.screenshot(path=str(tmp_path / "ranger_herd.png"), full_page=True)
             ranger.context.close()
@@ -87,14 +87,14 @@ def test_admin_moves_a_collar_to_another_elephant_on_a_small_phone_at_night_and_
             expect(refused).not_to_be_in_viewport()
 
             admin.get_by_test_id("stCheckbox").get_by_text("Take it from the animal wearing it").click()
-            expect(admin.get_by_role("checkbox", name="Take it from the animal wearing it")).to_be_checked()
+            expect(admin.get_by_role("checkbox", name="Take it from the animal wearing it")).to_be_checked(timeout=WAIT_MS)
             admin.get_by_role("button", name="Fit collar").click()
             done = admin.get_by_text(re.compile(r"^Kito wears collar collar-002 since .* taken from Zawadi"))
             expect(done).to_be_visible(timeout=WAIT_MS)
-            expect(admin.get_by_text("Kito wears collar collar-002 since")).to_be_in_viewport()
+            expect(admin.get_by_text("Kito wears collar collar-002 since")).to_be_in_viewport(timeout=WAIT_MS)
             readable_at_night_on_the_small_screen(admin, "Kito wears collar collar-002 since")
             # The form starts afresh for the next collar: nothing left to fit by a second tap.
-            expect(collar).to_have_value("")
+            expect(collar).to_have_value("", timeout=WAIT_MS)
             expect(admin.get_by_role("checkbox", name="Take it from the animal wearing it")).not_to_be_checked()
             admin.screenshot(path=str(tmp_path / "admin_moved.png"), full_page=True)
         finally:

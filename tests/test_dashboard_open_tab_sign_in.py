@@ -59,8 +59,8 @@ def signed_in_on(dashboard: Dashboard, username: str, path: str, ready_id: str) 
 
 def sign_in_form_comes_back(page: Page) -> None:
     expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=WAIT_MS)
-    expect(page.locator(f"#{markers.MAP_READY_ID}")).to_have_count(0)
-    expect(page.locator(f"#{markers.ALERTS_READY_ID}")).to_have_count(0)
+    expect(page.locator(f"#{markers.MAP_READY_ID}")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator(f"#{markers.ALERTS_READY_ID}")).to_have_count(0, timeout=WAIT_MS)
 
 
 @pytest.mark.browser

@@ -28,7 +28,7 @@ def signed_in_as(page: Page, username: str) -> None:
 
 def at_sign_in_form(page: Page) -> None:
     expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=WAIT_MS)
-    expect(page.get_by_text("Signed in as")).to_have_count(0)
+    expect(page.get_by_text("Signed in as")).to_have_count(0, timeout=WAIT_MS)
 
 
 def session_cookie(page: Page) -> dict | None:
