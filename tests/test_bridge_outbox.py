@@ -256,13 +256,17 @@ class HungNetworkServer:
 
 
 @contextmanager
-def a_backup_locking(sqlite_url: str, seconds: float) -> Iterator[Callable[[], None]]:
-    """A backup beside the bridge: the callable it yields takes the store's write lock for seconds."""
+def a_backup_locking(sqlite_url: str, seconds: float | None) -> Iterator[Callable[[], None]]:
+    """A backup beside the bridge: the callable it yields takes the store's write lock for seconds (None:
+    until the callable's `release()`)."""
     backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1, check_same_thread=False)
 
     def lock() -> None:
         backup.execute("BEGIN IMMEDIATE")
-        threading.Timer(seconds, backup.rollback).start()
+        if seconds is not None:
+            threading.Timer(seconds, backup.rollback).start()
+
+    lock.release = backup.rollback  # type: ignore[attr-defined]
 
     try:
         yield lock
@@ -294,13 +298,14 @@ def test_operator_sees_an_ack_pushed_again_after_its_lease_ran_out_count_twice_i
     # had counted the row once and pushed a settings change past the collar's day.
     with b.pushing_to(network, sqlite_url, sqlite_busy_timeout_ms=100, downlink_lease_s=1,
                       downlinks_per_device_per_day=2) as bridge, \
-            a_backup_locking(sqlite_url, 2.0) as lock_the_store_past_the_lease:
+            a_backup_locking(sqlite_url, None) as lock_the_store_past_the_lease:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1))
         network.on_push = lock_the_store_past_the_lease
         with pytest.raises(OperationalError):  # the store stayed locked for the whole lease
             bridge.flush_downlinks()
         network.on_push = None
-        time.sleep(2.5)  # the lock is gone, the lease has run out
+        lock_the_store_past_the_lease.release()  # held past the lease however slow the machine
+        time.sleep(1.0)  # the outbox gave up at most one pause (0.2 s) before the lease's end: it has run out
         bridge.flush_downlinks()
         bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 900})
         bridge.flush_downlinks()
