@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from lora_bridge.bench import bridge_figures, synthetic_bodies
@@ -103,9 +106,16 @@ def test_the_bench_sees_a_backend_waiting_on_a_row_another_worker_holds(postgres
     holder, waiter = engine.connect(), engine.connect()
     try:
         holder.execute(text("UPDATE collars SET seen = 1 WHERE id = 1"))  # the row held, not committed
-        waiter.execute(text("SET lock_timeout = '400ms'"))
-        with pytest.raises(Exception, match="lock timeout"):
-            waiter.execute(text("UPDATE collars SET seen = 2 WHERE id = 1"))
+        waiter.execute(text("SET lock_timeout = '120s'"))  # a bound, never reached: the holder lets go below
+        waiting = threading.Thread(target=waiter.execute, args=(text("UPDATE collars SET seen = 2 WHERE id = 1"),))
+        waiting.start()
+        # the row held until the sampler has seen the other backend wait for it a dozen times, however
+        # slowly a loaded machine lets the sampler run
+        deadline = time.monotonic() + 60
+        while waits.states.get("lock:transactionid", 0) < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        holder.rollback()
+        waiting.join()
     finally:
         waits.stop()
         holder.close()
