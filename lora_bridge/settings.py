@@ -35,10 +35,11 @@ DEMO_WEBHOOK_SECRET = "tembo-demo-secret"
 PUBLISHED_SECRETS = frozenset({DEMO_WEBHOOK_SECRET, "tembo-dev-secret"})
 MIN_SECRET_CHARS = 16
 MULTICAST_ADDR_PATTERN = "^[0-9a-fA-F]{8}$"  # a TS005 McAddr: 8 hex digits, as the bridge and `tembo keys multicast` read it
-# Threads an MQTT worker hands messages in with, and so the Receive Maximum it asks of the broker (the
-# messages sent to it before the first is acknowledged): every message in flight has a thread, and
-# the messages waiting together are kept in one batch (group commit). More make larger batches that
-# cost less per uplink (`tembo bench bridge`: `mqtt_one_worker_by_threads`; docs/bridge-scale.md).
+# The Receive Maximum an MQTT worker asks of the broker (the messages sent to it before the first is
+# acknowledged; Mosquitto sends on as PUBACKs leave). A worker fed by a bridge hands every message that
+# came while its previous batch was written in as one batch of at most `ingest_max_batch`; a worker fed
+# by another ingest callable calls it from this many threads (`adapters.mqtt_hand_in`; `tembo bench
+# bridge`: `mqtt_one_worker_by_threads`; docs/bridge-scale.md).
 MQTT_THREADS = 128
 # How long a connection to a PostgreSQL store may take to open before the store counts as unavailable
 # (libpq's connect_timeout: whole seconds, 2 at least). Shorter than the webhook's answer time, so a
@@ -169,7 +170,7 @@ class BridgeSettings(BaseSettings):
     # Workers of one share group split the collars between them (lora_bridge.collar_shares); without it
     # two workers wait on each other's collar rows and are no faster than one (docs/bridge-scale.md).
     mqtt_collar_shares: bool = True
-    # Threads that hand MQTT messages in at once, and the messages in flight the broker may send.
+    # The messages in flight the broker may send a worker (its Receive Maximum; `MQTT_THREADS`).
     mqtt_threads: int = Field(default=MQTT_THREADS, ge=1, le=1024)
     # At most this many bodies kept and applied in one transaction (lora_bridge.group_commit).
     ingest_max_batch: int = Field(default=256, ge=1, le=10_000)
