@@ -93,8 +93,6 @@ class BridgeBatches:
 class OneByOne:
     """Hands each message to ingest (a callable like `Bridge.ingest_network_message`) by itself."""
 
-    most = 1
-
     def __init__(self, ingest: Callable[..., Any]) -> None:
         self.ingest = ingest
 

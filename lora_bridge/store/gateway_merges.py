@@ -78,11 +78,6 @@ def set_merged(session: Session, row: RawUplink, values: dict[str, Any]) -> None
     held_writes.entries(session, HELD)[row.id] = values  # a later merge into the same row replaces it
 
 
-def write_held(session: Session) -> int:
-    """Write the merges held in session's transaction now, in one statement; how many rows."""
-    return held_writes.write_kind(session, HELD)
-
-
 def _float_or_none(value: Any) -> float | None:
     """A number as a float (one array of double precision binds only floats), None as it is."""
     return None if value is None else float(value)

@@ -85,14 +85,17 @@ def write_kind(session: Session, kind: Holder, connection: Connection | None = N
 @event.listens_for(Session, "do_orm_execute")
 def _before_a_statement(state: Any) -> None:
     info = state.session.info
+    tables = None  # the tables the statement reads, looked up once, when something is held
     for kind in _HOLDERS:
-        if not info.get(kind.key) or state.execution_options.get(bulk.TOUCHES_NO_ROWS):
+        if not info.get(kind.key):
             continue
-        if state.is_select:
-            tables = bulk.tables_read(state)
-            if tables and tables.isdisjoint(kind.tables):
-                continue  # a read of other tables: these need not be in the store for it
-        write_kind(state.session, kind)
+        if tables is None:
+            if state.execution_options.get(bulk.TOUCHES_NO_ROWS):
+                return
+            tables = bulk.tables_read(state) if state.is_select else frozenset()
+        # a change, or a read the mappers do not name, needs every kind in first; a read only those of its tables
+        if not tables or not tables.isdisjoint(kind.tables):
+            write_kind(state.session, kind)
 
 
 @event.listens_for(Session, "after_transaction_create")
