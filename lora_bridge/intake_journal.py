@@ -50,6 +50,8 @@ SCHEMA = (
 
 INSERT = ("INSERT INTO bodies (received_at, network, event, content_type, path_ids, body) "
           "VALUES (?, ?, ?, ?, ?, ?)")
+# The entries of ids first to last, every one of them leaving (`id_runs` makes the runs).
+DELETE_RUN = "DELETE FROM bodies WHERE id BETWEEN ? AND ?"
 
 
 @dataclass(frozen=True)
@@ -124,13 +126,16 @@ class IntakeJournal:
             raise StoreUnavailable(f"store unavailable: intake journal: {str(error)[:200]}") from error
 
     def remove(self, intake_ids: list[int]) -> None:
-        """Forget entries the store now holds."""
+        """Forget entries the store now holds: one delete per run of consecutive ids (`id_runs`; a batch
+        applied whole is one run), not one per entry, each a step that let go of the interpreter lock
+        while the applier's thread applied the next batch."""
         if not intake_ids:
             return
+        runs = id_runs(intake_ids)
         with self._lock:
             write_lock.begin_immediate(self._connection.execute, BUSY_TIMEOUT_S)
             try:
-                self._connection.executemany("DELETE FROM bodies WHERE id = ?", [(i,) for i in intake_ids])
+                self._connection.executemany(DELETE_RUN, runs)
                 self._connection.execute("COMMIT")
             except BaseException:
                 self._connection.execute("ROLLBACK")
@@ -177,6 +182,21 @@ class IntakeJournal:
             if self._owner_fd is not None:
                 os.close(self._owner_fd)  # the lock goes with the descriptor
                 self._owner_fd = None
+
+
+def id_runs(ids: list[int]) -> list[tuple[int, int]]:
+    """ids as runs of consecutive ids (first, last), ascending: every id of a run is among ids, so a
+    run's delete takes exactly those entries."""
+    runs: list[tuple[int, int]] = []
+    ordered = sorted(set(ids))
+    first = last = ordered[0]
+    for i in ordered[1:]:
+        if i != last + 1:
+            runs.append((first, last))
+            first = i
+        last = i
+    runs.append((first, last))
+    return runs
 
 
 def path_for_store(url: str) -> Path | None:

@@ -335,6 +335,23 @@ def test_a_journal_never_names_two_bodies_alike_even_once_emptied(sqlite_url):
     assert second > first
 
 
+def test_bodies_the_store_took_leave_the_journal_and_the_ones_between_them_stay(sqlite_url):
+    """The applier lets a batch's bodies go by runs of consecutive ids: a body it could not apply, between
+    two it did, stays in the journal for the next try, whatever order the ids come in."""
+    from lora_bridge.intake_journal import IntakeJournal
+    from lora_bridge.store.utc import utc_now
+
+    journal = IntakeJournal.for_store(sqlite_url)
+    try:
+        ids = journal.append([(utc_now(), "tts", "uplink_message", None, None, uplink_body(n)) for n in range(10)])
+        journal.remove([ids[4], ids[1], ids[2], ids[3], ids[7], ids[9], ids[2]])
+        left = [entry.intake_id for entry in journal.entries()]
+    finally:
+        journal.close()
+
+    assert left == [ids[0], ids[5], ids[6], ids[8]]
+
+
 def test_each_body_of_a_kept_batch_is_answered_with_the_journal_id_that_holds_it(sqlite_url):
     """A batch goes into the journal in one statement: the ids it answers are those of its rows, in order,
     even after a batch emptied from the journal and among batches of other sizes and arrival times."""
