@@ -266,6 +266,7 @@ def run_child(parent_pid: int) -> int:
 
     from sqlalchemy.engine import make_url
 
+    from lora_bridge.collector_pace import pace_young_collections
     from lora_bridge.intake_journal import (
         IntakeJournal,
         hold_lock,
@@ -341,6 +342,7 @@ def run_child(parent_pid: int) -> int:
     # As the serving process does: what the child holds now lives as long as it does, and the full
     # collections of its batches would walk it all again (lora_bridge.start_up_heap).
     reports.write(f"ready {freeze_start_up_heap()}\n".encode())
+    pace_young_collections()  # a batch's objects mostly go with it: fewer young collections (collector_pace)
     release = None
     profile_to = os.environ.get(PROFILE_ENV)
     profiler = cProfile.Profile(time.process_time) if profile_to else None
