@@ -27,6 +27,11 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
                                    writer, supervisor (the applier process's reports), outbox
     intake_applier_process_cpu_ms_per_uplink   that run's applier process (its whole CPU from the first
                                    body to the last applied: batches as large as the moment made them)
+    intake_applier_process_cpu_ms_per_uplink_by_thread   the same by thread of that process (medians; time on
+                                   a CPU from the kernel's schedstat, in nanoseconds): applying (its main
+                                   thread: reading the journal, the batches), release (the store's fsync, the
+                                   journal's deletes, the reports), parent_pipe (the reader of the webhook
+                                   process's commit notices), other
     intake_applier_process_system_cpu_ms_per_uplink   the part of it spent in the kernel (its system time,
                                    all its threads: the store's WAL writes, the journal's reads, the release
                                    thread's fsyncs and deletes), median; the rest is user time, its Python
@@ -69,7 +74,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +82,10 @@ from lora_bridge import bench_load
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.bench import BENCH_SECRET, cpu_by_part, process_tree_cpu_s, synthetic_bodies, thread_cpu_s
 from lora_bridge.group_commit import Submission, write_and_settle
-from lora_bridge.intake_applier import PROFILE_ENV
+from lora_bridge.intake_applier import APPLYING_THREAD, PARENT_THREAD, PROFILE_ENV
+from lora_bridge.journal_release import RELEASE_THREAD
 from lora_bridge.network_messages import event_name_of
+from lora_bridge.os_thread_names import on_cpu_s_by_thread_name
 from lora_bridge.service import open_bridge
 from lora_bridge.uplink_formats import SOURCE_TTS
 
@@ -142,6 +149,21 @@ class IntakeRun:
     applier_batches: int  # the applier process's batches (store transactions) that applied bodies
     applier_calls: int  # the applier process's Python calls in its applying thread (0: not profiled)
     applier_system_s: float = 0.0  # of applier_cpu_s, the applier process's system (kernel) seconds
+    # the applier process's seconds on a CPU by part as APPLIER_THREAD_PARTS names them
+    applier_by_part: dict[str, float] = field(default_factory=dict)
+
+
+# The applier process's threads by their kernel names (`os_thread_names`); any other: "other".
+APPLIER_THREAD_PARTS = {APPLYING_THREAD: "applying", RELEASE_THREAD: "release", PARENT_THREAD: "parent_pipe"}
+
+
+def applier_cpu_by_part(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Seconds on a CPU each part of the applier process spent between two `on_cpu_s_by_thread_name`
+    readings."""
+    parts = dict.fromkeys((*APPLIER_THREAD_PARTS.values(), "other"), 0.0)
+    for name, seconds in after.items():
+        parts[APPLIER_THREAD_PARTS.get(name, "other")] += seconds - before.get(name, 0.0)
+    return parts
 
 
 def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int, profile: bool = False,
@@ -177,6 +199,7 @@ def _intake_run(database_url: str, bodies: list[bytes], connections: int, profil
         batches_started = intake.batches_applied
         started, applier_started = time.process_time(), process_tree_cpu_s(applier_pid)
         applier_system_started = process_system_cpu_s(applier_pid)
+        applier_threads_started = on_cpu_s_by_thread_name(applier_pid) if applier_pid is not None else {}
         if profiler is not None:
             profiler.enable()
         asyncio.run(_post_all(app, bodies, connections, statuses))
@@ -189,6 +212,8 @@ def _intake_run(database_url: str, bodies: list[bytes], connections: int, profil
         by_part["http"] += by_part.pop("other", 0.0)  # this thread, which runs the app and its event loop
         applier_spent = process_tree_cpu_s(applier_pid) - applier_started
         applier_system = process_system_cpu_s(applier_pid) - applier_system_started
+        applier_by_part = applier_cpu_by_part(
+            applier_threads_started, on_cpu_s_by_thread_name(applier_pid) if applier_pid is not None else {})
         batches = intake.batches_applied - batches_started
         if intake.applier_pid() != applier_pid:
             raise RuntimeError("the applier process was started again during the run: its CPU is not known")
@@ -196,7 +221,7 @@ def _intake_run(database_url: str, bodies: list[bytes], connections: int, profil
     if refused:
         raise RuntimeError(f"{len(refused)} bodies not answered 202: {sorted(set(refused))}")
     calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
-    return IntakeRun(spent, applier_spent, calls, by_part, batches, 0, applier_system)
+    return IntakeRun(spent, applier_spent, calls, by_part, batches, 0, applier_system, applier_by_part)
 
 
 def writer_python_calls(database_url: str, bodies: list[bytes], batch: int) -> int:
@@ -362,6 +387,9 @@ def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 
             figures["intake_cpu_ms_per_uplink_each_round"] = [round(x, 3) for x in webhook]
             figures["intake_applier_process_cpu_ms_per_uplink"] = round(
                 statistics.median(1000 * run.applier_cpu_s / len(bodies) for run in runs), 3)
+            figures["intake_applier_process_cpu_ms_per_uplink_by_thread"] = {
+                part: round(statistics.median(1000 * run.applier_by_part.get(part, 0.0) / len(bodies) for run in runs), 4)
+                for part in sorted({part for run in runs for part in run.applier_by_part})}
             figures["intake_applier_process_system_cpu_ms_per_uplink"] = round(
                 statistics.median(1000 * run.applier_system_s / len(bodies) for run in runs), 3)
             figures["intake_applier_process_mean_batch"] = round(

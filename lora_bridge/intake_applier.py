@@ -52,6 +52,7 @@ from pydantic import SecretStr
 
 from lora_bridge.errors import log_failure
 from lora_bridge.journal_release import Committed, JournalRelease, releases_after_sync, sync_wal
+from lora_bridge.os_thread_names import name_os_thread
 from lora_bridge.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,10 @@ PROFILE_ENV = "TEMBO_APPLIER_PROFILE"
 # each batch it gathers and applies, and each fsync and report of its release thread (JSON lines): where
 # a body's time from its arrival to its alerts goes, stage by stage (docs/bridge-scale.md).
 TRACE_ENV = "TEMBO_APPLIER_TRACE"
+# The kernel's names of the child's threads (`os_thread_names`; its release thread's: `journal_release`):
+# the one that applies the batches (the process's main thread) and the reader of the parent's pipe.
+APPLYING_THREAD = "tembo-applier"
+PARENT_THREAD = "tembo-parent"
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -231,6 +236,7 @@ class ParentLink:
         return self._told[0][1] if self._told else None
 
     def _read(self) -> None:
+        name_os_thread(PARENT_THREAD)
         for line in self._stdin:
             text = line.strip()
             with self.changed:
@@ -278,6 +284,7 @@ def run_child(parent_pid: int) -> int:
     from lora_bridge.store.database import count_writes
 
     _die_with_parent(parent_pid)
+    name_os_thread(APPLYING_THREAD)
     # Reports go on a private copy of stdout; whatever else writes to stdout goes to stderr.
     reports = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)

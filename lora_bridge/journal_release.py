@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_bridge.errors import log_failure
+from lora_bridge.os_thread_names import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 MOST_WAITING = 8
 # The settings under which the applier's commits need no fsync of their own.
 DURABLE_SETTINGS = ("FULL", "EXTRA")
+# The release thread's name as the kernel shows it (`os_thread_names`).
+RELEASE_THREAD = "tembo-release"
 
 
 @dataclass
@@ -144,6 +147,7 @@ class JournalRelease:
             self._thread.join(timeout=timeout_s)
 
     def _run(self) -> None:
+        name_os_thread(RELEASE_THREAD)
         while True:
             with self._changed:
                 while not self._waiting and not self._stopping:

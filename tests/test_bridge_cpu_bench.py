@@ -30,5 +30,8 @@ def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_the_webhook_
     assert 1 <= figures["intake_applier_process_profiled_mean_batch"] <= figures["uplinks"]
     assert figures["intake_applier_process_python_calls_per_uplink"] > 100
     assert set(figures["intake_cpu_ms_per_uplink_by_thread"]) >= {"http", "writer", "outbox"}
+    # the applier process's CPU by thread, told apart by the names its threads give the kernel
+    by_thread = figures["intake_applier_process_cpu_ms_per_uplink_by_thread"]
+    assert set(by_thread) >= {"applying", "release", "parent_pipe"} and by_thread["applying"] > 0
     # the load process's own share (every body answered 202 by the stand-in webhook, else it raises)
     assert figures["load_cpu_ms_per_request"] > 0 and figures["load_python_calls_per_request"] > 10
