@@ -9,7 +9,6 @@ cut or a failing disk (with NORMAL, the last commits before a crash of the machi
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -26,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 from lora_bridge.errors import StoreNotOpened
 from lora_bridge.settings import DATABASE_CONNECT_TIMEOUT_S, password_masked
 from lora_bridge.store import migrate, write_lock
+from lora_bridge.store.json_columns import json_text, json_value
 
 log = logging.getLogger(__name__)
 
@@ -241,17 +241,6 @@ def postgres_connect_args(parsed: URL, connect_timeout_s: int) -> dict[str, obje
     return {"connect_timeout": int(connect_timeout_s)}
 
 
-_JSON_ENCODER = json.JSONEncoder()  # json.dumps' own encoder: its defaults, the same text
-_JSON_DECODER = json.JSONDecoder()  # json.loads' own decoder, for the text SQLite keeps
-
-
-def json_text(value: object) -> str:
-    """value as SQLite's JSON columns keep it: the text `json.dumps` writes (SQLAlchemy's default
-    serializer, a null for None), by its encoder without `json.dumps`' own steps; None at once: a
-    batch's every raw row binds one (its path ids, of a webhook path that names none)."""
-    return "null" if value is None else _JSON_ENCODER.encode(value)
-
-
 def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: str = "FULL") -> Engine:
     """An engine on the SQLite file at url; writer: its transactions take the write lock at their start
     (`BEGIN IMMEDIATE`, tried every half millisecond: `write_lock`), else they only read (`BEGIN`)."""
@@ -264,7 +253,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: st
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         poolclass=StaticPool if in_memory else None,
         json_serializer=json_text,
-        json_deserializer=_JSON_DECODER.decode,
+        json_deserializer=json_value,
     )
 
     @event.listens_for(engine, "connect")

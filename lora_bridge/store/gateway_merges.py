@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from lora_bridge.store import bulk, driver_rows, held_writes
-from lora_bridge.store.database import json_text
+from lora_bridge.store.json_columns import json_text
 from lora_bridge.store.tables import RawUplink
 
 # The columns a merge sets
