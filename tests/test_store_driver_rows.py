@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import JSON, bindparam, insert, null, update
 
 from lora_bridge.store import driver_rows
 from lora_bridge.store.bulk import insert_ignoring_conflicts
@@ -36,6 +36,9 @@ RAW_ROWS = [
             processed_at=datetime(2026, 12, 7, 9, 30, 2), backfilled=True, session=3),
     raw_row(3, duplicate_of=2, backfilled=False, heard_at_reported=datetime(2026, 12, 7, 9, 0, tzinfo=UTC),
             error="bad frame", event="up", content_type="application/json", path_ids={}),
+    # JSON bound straight to the serializer (a list, a dict) and through the processor (JSON's null, SQL's NULL)
+    raw_row(4, gateways=[{"id": "gw-süd", "rssi": -120.5, "tags": ["a", None, True, 1e300]}], path_ids=JSON.NULL),
+    raw_row(5, gateways=[[], {}], path_ids=null()),
 ]
 POSITIONS = [
     {"device_id": "collar-7", "animal_id": None, "time": datetime(2026, 12, 7, 6, 0, tzinfo=UTC), "lat": -1.25,
@@ -90,9 +93,11 @@ def test_rows_stored_through_the_driver_are_what_sqlalchemy_stores(tmp_path: Pat
         assert [(p["lat"], p["time"]) for p in positions] == [
             ((-1.25, "real"), ("2026-12-07 06:00:00.000000", "text")),
             ((0.0, "real"), ("2026-12-07 07:00:00.000000", "text"))]  # 10:00 in Nairobi
-        first, second, _ = stored(stores["driver"], "raw_uplinks")
+        first, second, _, fourth, fifth = stored(stores["driver"], "raw_uplinks")
         assert second["payload"] == (b"\x00\x01\xff", "blob") and second["best_rssi_dbm"] == (-97.0, "real")
         assert first["path_ids"] == ("null", "text") and second["backfilled"] == (1, "integer")
+        assert fourth["gateways"] == ('[{"id": "gw-s\\u00fcd", "rssi": -120.5, "tags": ["a", null, true, 1e+300]}]', "text")
+        assert (fourth["path_ids"], fifth["path_ids"]) == (("null", "text"), (None, "null"))
     finally:
         for db in stores.values():
             db.dispose()

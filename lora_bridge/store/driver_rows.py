@@ -12,8 +12,10 @@ other), each row's values taken in the compiled order and bound as the compiled 
 a None as the processor binds a None (asked once, when the statement is compiled), a float for a Double column
 and bytes for a LargeBinary column as they are (SQLite's driver stores them as the processors' float and
 buffer), a UTC time of a `UTCDateTime` column formatted here as its processor formats it (the raw rows,
-fixes, summaries, readings, collars and cursors of a batch bind some six times an uplink), any other value
-through its processor. PostgreSQL's go SQLAlchemy's way: its driver takes
+fixes, summaries, readings, collars and cursors of a batch bind some six times an uplink), a dict or list of
+a JSON column handed straight to the serializer its processor hands it to (a raw row's gateways, a summary's
+shares, a collar's flags: the processor's own steps cost two calls a value), any other value through its
+processor. PostgreSQL's go SQLAlchemy's way: its driver takes
 named parameters and SQLAlchemy folds a batch's inserted rows into multi-row statements there.
 """
 
@@ -25,7 +27,7 @@ from operator import itemgetter
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, LargeBinary
+from sqlalchemy import JSON, Connection, LargeBinary
 from sqlalchemy.engine import Dialect, processors
 from sqlalchemy.sql.dml import Insert, Update
 
@@ -36,6 +38,9 @@ _THROUGH_PROCESSOR = 0
 _FLOAT = 1  # `processors.to_float`: the value's float
 _BYTES = 2  # a LargeBinary on SQLite: bytes as they are, anything else through the processor
 _UTC_TEXT = 3  # a UTCDateTime on SQLite: a naive or UTC datetime as its text, anything else through the processor
+# a JSON column on SQLite: a dict or a list as the dialect's JSON serializer writes it (what the processor
+# does with one), anything else (a None, `JSON.NULL`, a `null()`) through the processor
+_JSON_DOCUMENT = 4
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,12 @@ class DriverStatement:
     sql: str
     values_of: Any  # row dict -> tuple of its values in the parameters' order
     steps: tuple[tuple[int, int, Any, Any], ...]
+    # the dialect's JSON serializer, for the steps `_JSON_DOCUMENT` (None when the statement has none)
+    serialize: Any = None
 
     def bound(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """rows' parameters as SQLAlchemy's bind processors would hand them to the driver."""
-        values_of, steps = self.values_of, self.steps
+        values_of, steps, serialize = self.values_of, self.steps, self.serialize
         if not steps:
             return [values_of(row) for row in rows]
         bound = []
@@ -68,6 +75,8 @@ class DriverStatement:
                     # what `UTCDateTime`'s SQLite processor binds such a time as, without its call
                     values[position] = SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute,
                                                       value.second, value.microsecond)
+                elif how == _JSON_DOCUMENT and (type(value) is dict or type(value) is list):
+                    values[position] = serialize(value)  # what the processor returns for one, without its steps
                 else:
                     values[position] = process(value)
             bound.append(tuple(values))
@@ -110,6 +119,7 @@ def _driver_statement(dialect: Dialect, statement: Insert | Update, keys: tuple[
             or compiled.post_compile_params or not set(names) <= set(keys)):
         return None
     steps = []
+    serialize = None
     for position, name in enumerate(names):
         # the processors SQLAlchemy's own execution of this compiled insert calls, by parameter
         process = compiled._bind_processors.get(name)
@@ -121,9 +131,22 @@ def _driver_statement(dialect: Dialect, statement: Insert | Update, keys: tuple[
             how = _BYTES
         elif isinstance(compiled.binds[name].type, UTCDateTime):
             how = _UTC_TEXT
+        elif _json_serializer_of(dialect, compiled.binds[name].type) is not None:
+            how = _JSON_DOCUMENT
+            serialize = _json_serializer_of(dialect, compiled.binds[name].type)
         else:
             how = _THROUGH_PROCESSOR
         steps.append((position, how, process, process(None)))
     getter = itemgetter(*names)
     values_of = getter if len(names) > 1 else (lambda row: (getter(row),))
-    return DriverStatement(compiled.string, values_of, tuple(steps))
+    return DriverStatement(compiled.string, values_of, tuple(steps), serialize)
+
+
+def _json_serializer_of(dialect: Dialect, column_type: Any) -> Any:
+    """The serializer a JSON column's bind processor hands a document to on dialect, when it hands it
+    nothing else first or after (the dialect's JSON serializer, no text processing of its result: SQLite's);
+    None for any other column or dialect."""
+    if (not isinstance(column_type, JSON) or dialect._json_serializer is None  # noqa: SLF001 - as the processor reads it
+            or column_type._str_impl.bind_processor(dialect) is not None):  # noqa: SLF001
+        return None
+    return dialect._json_serializer  # noqa: SLF001
