@@ -656,9 +656,13 @@ def _process_uplink(
             session, raw=raw, uplink=uplink, fields=fields, heard_at=heard_at, codec=codec, settings=settings,
             rules_file=rules_file, device=device, dates=first_dated if fields is decoded.fields else None,
         )
-        downlink_ids.extend(applied.downlink_ids)
-        alert_ids.extend(applied.alert_ids)
-        closed_alert_ids.extend(applied.closed_alert_ids)
+        # most messages queue, raise and close nothing: no call for their empty lists
+        if applied.downlink_ids:
+            downlink_ids.extend(applied.downlink_ids)
+        if applied.alert_ids:
+            alert_ids.extend(applied.alert_ids)
+        if applied.closed_alert_ids:
+            closed_alert_ids.extend(applied.closed_alert_ids)
     # the collar holds the uplink's DevEUI when it gave one (resolve_device made it so): not read back
     result = _done(raw, existing, uplink, decoded.message, tuple(downlink_ids), tuple(alert_ids),
                    dev_eui=uplink.dev_eui or device.dev_eui, closed_alert_ids=tuple(closed_alert_ids),
@@ -686,13 +690,14 @@ def _done(
     bulk.set_values(raw, values)
     if existing is not None:  # a dead letter replayed; a batch's bodies have none: no call for them
         _close_replayed(existing, ingest.STATUS_PROCESSED)
-    log.info(
-        "uplink processed device_id=%s f_cnt=%s message=%s",
-        uplink.device_id,
-        uplink.f_cnt,
-        message,
-        extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message},
-    )
+    if log.isEnabledFor(logging.INFO):  # asked once, not again inside log.info: every uplink passes here
+        log.info(
+            "uplink processed device_id=%s f_cnt=%s message=%s",
+            uplink.device_id,
+            uplink.f_cnt,
+            message,
+            extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message},
+        )
     return IngestResult(
         status=ingest.STATUS_PROCESSED,
         raw_uplink_id=raw.id,

@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import select
@@ -473,9 +474,11 @@ def register_animal(
     return animal
 
 
-def status_flag_names(codec: Any) -> list[str]:
-    """Names of the one-bit flags a status carries (codec.STATUS_FLAGS), spare bits left out."""
-    return [row[0] for row in getattr(codec, "STATUS_FLAGS", ()) if row[0] != "spare"]
+@cache
+def status_flag_names(codec: Any) -> tuple[str, ...]:
+    """Names of the one-bit flags a status carries (codec.STATUS_FLAGS), spare bits left out; read once a
+    codec (a codec's table never changes), not at every status."""
+    return tuple(row[0] for row in getattr(codec, "STATUS_FLAGS", ()) if row[0] != "spare")
 
 
 def apply_status(session: Session, device: Device, fields: dict[str, Any], time: datetime, codec: Any, *,
