@@ -16,6 +16,7 @@ first (`write_queued`): the batch does before its rules.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
@@ -188,8 +189,14 @@ def _python_default(column: Any) -> Any:
 
 def queue_row(session: Session, table: Table, row: dict[str, Any]) -> None:
     """Queue row for table, written with the other queued rows before the session's next statement."""
-    queued = session.info.setdefault(QUEUED_ROWS, {})
-    queued.setdefault(table, []).append(row)
+    # every fix, summary and reading of a batch passes here: the unit of work's rows by table made once
+    # (a list a table as its first row comes), not a new dict and list handed to two setdefaults a row
+    info = session.info
+    try:
+        queued = info[QUEUED_ROWS]
+    except KeyError:
+        queued = info[QUEUED_ROWS] = defaultdict(list)
+    queued[table].append(row)
 
 
 def queued_rows(session: Session, table: Table) -> list[dict[str, Any]]:
