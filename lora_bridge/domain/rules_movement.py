@@ -234,7 +234,8 @@ def _outlier(fix: Fix, speed_mps: float) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Immobility:
-    """The result of the immobility test, with its evidence."""
+    """The result of the immobility test, with its evidence; the cluster's centre (degrees) only when
+    immobile (None otherwise)."""
 
     immobile: bool
     still_since: datetime | None
@@ -284,19 +285,25 @@ def immobility(fixes: list[Fix], profile: ImmobilityProfile, known: Metres | Non
     within = [d for d in distance if d <= profile.radius_m]
     first_inside = start + next((i for i, d in enumerate(distance) if d <= profile.radius_m), 0)
     still_s = (ordered[newest][0] - ordered[first_inside][0]).total_seconds()
-    lon, lat = back.transform(float(centre[0]), float(centre[1]))
     cluster = len(within)
     total = len(distance)
+    immobile = still_s >= profile.duration_h * 3600 and cluster >= profile.min_fixes
+    # The centre in degrees only for a stillness: the alert's place and evidence are its only readers, and
+    # its projection back takes a dozen of pyproj's Python steps at every evaluation of every collar.
+    centre_lat = centre_lon = None
+    if immobile:
+        lon, lat = back.transform(float(centre[0]), float(centre[1]))
+        centre_lat, centre_lon = float(lat), float(lon)
     return Immobility(
-        immobile=still_s >= profile.duration_h * 3600 and cluster >= profile.min_fixes,
+        immobile=immobile,
         still_since=ordered[first_inside][0],
         still_s=still_s,
         share=cluster / total,
         cluster_fixes=cluster,
         total_fixes=total,
         cluster_radius_m=max(within) if cluster else 0.0,
-        centre_lat=float(lat),
-        centre_lon=float(lon),
+        centre_lat=centre_lat,
+        centre_lon=centre_lon,
     )
 
 
