@@ -338,7 +338,7 @@ class UpdateAgent:
                 self.multicast = multicast.Multicast(self.collar.hal.radio, self.storage)
             self.multicast.take(self, name, msg, now)  # answers (and the clock request) from the lazy module
         elif self.multicast is not None:
-            self.multicast.clock_answer(self.collar.hal.clock, msg, now)  # only a session asks the time
+            self.multicast.clock_answer(self, msg, now)  # only a session asks the time
 
     def _holds(self, index):
         """Return True when the collar holds the TS004 session of FragIndex index."""

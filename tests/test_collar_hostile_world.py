@@ -1,0 +1,84 @@
+"""A field technician's collars meet an unlucky or hostile world: downlinks nobody meant, values no wire carries.
+
+Each story is one frame (or a few) a collar could hear from a confused network server, a replayed downlink or a
+bridge bug; what it must do is keep its duty cycle, change nothing it cannot stand behind, and say why on port 31.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from collar_firmware import codec
+from simulator import fuota
+
+# McClassCSessionReq for group 0 an hour after the twin's start (2**11 s, 869.525 MHz, DR3): the collar asks the
+# time (TS003 AppTimeReq) so its window opens with the fleet's (bytes as tests/test_collar_multicast.py writes them)
+CLASS_C_SESSION_REQ = bytes.fromhex("04" "00" "2252ce56" "0b" "d2ad84" "03")
+APP_TIME_CID = codec.tag_of("app_time_ans")
+
+
+def collar() -> fuota.FleetCollar:
+    c = fuota.build_fleet(1, 0.0, 11)[0]
+    c.hal.radio.uplinks.clear()
+    return c
+
+
+def live(c: fuota.FleetCollar, seconds: int) -> list[tuple[int, bytes]]:
+    """Run the collar's loop for seconds; return (port, payload) of every uplink it sent meanwhile."""
+    clock = c.hal.clock
+    end = clock.now_s() + seconds
+    while clock.now_s() < end:
+        clock.sleep_until(min(c.collar.step(), end))
+    sent = [(port, payload) for _t, port, payload, _c, _h in c.hal.radio.uplinks]
+    c.hal.radio.uplinks.clear()
+    return sent
+
+
+def app_time_ans(correction_s: int, token: int) -> bytes:
+    """TS003 AppTimeAns: TimeCorrection (signed s) and Param (RFU 4 bits | TokenAns 4 bits)."""
+    return bytes([APP_TIME_CID]) + struct.pack("<iB", correction_s, token)
+
+
+def asked_token(c: fuota.FleetCollar) -> int:
+    """Set up a Class C session; return the TokenReq of the AppTimeReq the collar sends for it."""
+    c.hear(200, CLASS_C_SESSION_REQ)
+    (request,) = [payload for port, payload in live(c, 60) if port == 202]
+    return codec.decode(202, request, "up")["token"]
+
+
+def test_a_clock_answer_to_no_request_of_the_collars_never_moves_its_clock():
+    """TS003: an AppTimeAns answers the collar's last AppTimeReq. Until this check a collar that had heard any
+    port-200 frame took an AppTimeAns of token 0 that it never asked for, and after an answer the next token too."""
+    c = collar()
+    c.hear(200, bytes([codec.tag_of("mc_package_version")]))  # the multicast package is loaded, no time asked
+    before = c.hal.clock.now_s()
+    c.hear(202, app_time_ans(-3600, 0))
+    assert c.hal.clock.now_s() == before, "no AppTimeReq was sent: nothing to correct"
+    token = asked_token(c)
+    asked = c.hal.clock.now_s()
+    c.hear(202, app_time_ans(5, token))
+    after = c.hal.clock.now_s()
+    assert after == asked + 5, "the answer to its own request sets the clock"
+    for again in (token, (token + 1) & 0x0F):
+        c.hear(202, app_time_ans(-3600, again))  # the same answer again, or the token the collar would ask next
+        assert c.hal.clock.now_s() == after, "answered once: nothing more to correct"
+
+
+def test_a_clock_correction_no_uplink_could_carry_is_refused_on_port_31_and_the_collar_keeps_reporting():
+    """A correction of -2**31 s set the collar's clock to 1958: every uplink after it failed to encode its
+    time (u32 Unix seconds), so the collar fell silent for good, even the AppTimeReq that could have put it right.
+    The corrected time must be one the wire carries (GPS time, u32 Unix seconds): otherwise the collar's clock
+    stays, the answer is refused as out_of_range on port 31, and a good answer to the same request is still taken."""
+    c = collar()
+    token = asked_token(c)
+    before = c.hal.clock.now_s()
+    for correction_s in (-2**31, codec.GPS_EPOCH_UNIX_S - before - 1):  # 1958, and a second before GPS time began
+        c.hear(202, app_time_ans(correction_s, token))
+    assert c.hal.clock.now_s() == before, "the clock stays where it was"
+    sent = live(c, 6 * 3600)
+    acks = [codec.decode(port, payload) for port, payload in sent if port == codec.port_of("ack")]
+    assert [(a["on_port"], a["cmd"], a["result"]) for a in acks] == [(202, APP_TIME_CID, "out_of_range")] * 2
+    assert any(codec.decode(port, payload)["message"] == "status" for port, payload in sent), "still reporting"
+    now = c.hal.clock.now_s()
+    c.hear(202, app_time_ans(-30, token))
+    assert c.hal.clock.now_s() == now - 30, "the request still waits for its answer"
