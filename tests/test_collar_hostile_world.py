@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from collar_firmware import codec
 from simulator import fuota
 
@@ -82,3 +84,23 @@ def test_a_clock_correction_no_uplink_could_carry_is_refused_on_port_31_and_the_
     now = c.hal.clock.now_s()
     c.hear(202, app_time_ans(-30, token))
     assert c.hal.clock.now_s() == now - 30, "the request still waits for its answer"
+
+
+@pytest.mark.micropython
+def test_a_clock_correction_to_1958_is_refused_under_micropython_and_the_collar_keeps_reporting():
+    from test_collar_update_micropython import GuestCollar
+
+    guest = GuestCollar()
+    try:
+        guest.hear([(200, CLASS_C_SESSION_REQ)])
+        guest.live(60)
+        (request,) = [m for m in guest.uplinks if m["message"] == "app_time_req"]
+        before = guest.now_s()
+        guest.hear([(202, app_time_ans(0, (request["token"] + 1) & 0x0F)), (202, app_time_ans(-2**31, request["token"]))])
+        assert guest.now_s() == before, "neither an answer to no request nor 1958 moves the clock"
+        guest.live(6 * 3600)
+        acks = [(m["cmd"], m["result"]) for m in guest.uplinks if m["message"] == "ack" and m["on_port"] == 202]
+        assert acks == [(APP_TIME_CID, "out_of_range")]
+        assert any(m["message"] == "status" for m in guest.uplinks), "still reporting"
+    finally:
+        guest.close()
