@@ -142,11 +142,13 @@ def setup(agent, msg, now):
         if msg["session_cnt"] <= cnt:  # v2.0.0: SessionCnt grows, a replay is refused (after a reset too)
             agent._answer("frag_session_setup_ans", {"status": index << 6 | 0x10})  # SessionCnt replay
             return
-    if nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS or nb_frag < 1 \
-            or frag_size > update_fec.MAX_FRAG_SIZE or msg["padding"] >= frag_size:
+    # a file of no fragments, of empty ones, or padded by a whole fragment holds nothing: malformed, not too large
+    empty = nb_frag < 1 or frag_size < 1 or msg["padding"] >= frag_size
+    if empty or nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS \
+            or frag_size > update_fec.MAX_FRAG_SIZE:
         agent._answer("frag_session_setup_ans", {"status": index << 6 | 2})  # TS004: not enough memory
         agent.end_session()  # a refused set-up leaves the collar without a session
-        agent._result("too_large", now)
+        agent._result("malformed" if empty else "too_large", now)
         return
     agent.storage.write(slot_key(agent._inactive()), b"")  # its fragments go over that slot's firmware
     agent.storage.write(KEY_COMPOSE, b"")  # and over the fragments a delta being composed reads

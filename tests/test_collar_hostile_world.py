@@ -104,3 +104,31 @@ def test_a_clock_correction_to_1958_is_refused_under_micropython_and_the_collar_
         assert any(m["message"] == "status" for m in guest.uplinks), "still reporting"
     finally:
         guest.close()
+
+
+def setup_req(nb_frag: int, frag_size: int, padding: int) -> bytes:
+    """TS004 v1.0.0 FragSessionSetupReq for FragIndex 0, group 0: FragSession, NbFrag, FragSize, Control, Padding,
+    Descriptor (written byte by byte, not with Tembo's encoder)."""
+    return bytes([codec.tag_of("frag_session_setup"), 0x01]) + struct.pack("<HBBBI", nb_frag, frag_size, 0, padding, 0)
+
+
+@pytest.mark.parametrize(("nb_frag", "frag_size", "padding", "reason"), [
+    (0, 48, 0, "malformed"),  # a file of no fragments
+    (10, 0, 0, "malformed"),  # fragments of no bytes
+    (10, 48, 48, "malformed"),  # padding of a whole fragment or more: the last one carries nothing
+    (2000, 48, 0, "too_large"),  # 96,000 bytes in more fragments than the collar keeps track of
+    (1000, 240, 0, "too_large"),  # 240,000 bytes: more than its slot holds
+])
+def test_a_fragmentation_set_up_the_collar_cannot_take_is_acknowledged_with_the_reason_it_was_refused(
+        nb_frag, frag_size, padding, reason):
+    """A set-up with nothing in it is not one too large for the collar: until this check every refused set-up was
+    acknowledged `too_large`, and a technician reading "too large" for a file of no fragments looked for a size
+    problem in an image that had none. TS004's answer says the collar took no session either way."""
+    c = collar()
+    c.hear(201, setup_req(nb_frag, frag_size, padding))
+    sent = live(c, 120)
+    (answer,) = [codec.decode(port, payload) for port, payload in sent if port == 201]
+    assert answer["message"] == "frag_session_setup_ans" and answer["status"] & 0x0F, "no session taken"
+    acks = [codec.decode(port, payload) for port, payload in sent if port == codec.port_of("ack")]
+    assert [(a["on_port"], a["result"]) for a in acks] == [(201, reason)]
+    assert c.collar.update.state == 0 and c.collar.error_total() == 0
