@@ -55,6 +55,9 @@ BOOT_KEYS = ("boot0", "boot1")
 KEY_TRIAL_HEADER = "trial.hdr"
 KEY_COMPOSE = "upd.compose"  # a verified delta being composed (its fragment size and signed header): a reboot composes it again
 KEY_MODEL_PREV = "model.prev"
+# a verified model being installed (its signed header and signature), written before the model record and cleared
+# once its trial ended: a reset before then finishes the trial, or puts back the model a torn record replaced
+KEY_MODEL_TRIAL = "upd.model"
 KEY_RESULT = "upd.result"
 # the TS004 session the collar holds (FragIndex, whole: 1 once every fragment is known, NbFragReceived then),
 # written at its set-up and when its image is whole: a reset while it is open ends it as "truncated" (the
@@ -175,6 +178,8 @@ class UpdateAgent:
         self.slot_job = None  # update_slot.Composition or SlotCheck, stepped a share per wake-up
         if not self.trial_due and self.storage.read(KEY_COMPOSE):
             self.state = COMPOSING  # the power went while a verified delta was composed: the step starts it again
+        elif self.storage.read(KEY_MODEL_TRIAL):
+            self.state = MODEL_TRIAL  # the power went while a model was installed: the step ends its trial
         lost = collar.reset_cause in MODEM_LOST_RESETS
         if self.storage.read(KEY_SESSION) or self.storage.read(KEY_WINDOW) or (lost and self.storage.read(KEY_GROUPS)):
             from collar_firmware import update_restart  # only after a reset that left FUOTA state in flash

@@ -132,3 +132,85 @@ def test_a_fragmentation_set_up_the_collar_cannot_take_is_acknowledged_with_the_
     acks = [codec.decode(port, payload) for port, payload in sent if port == codec.port_of("ack")]
     assert [(a["on_port"], a["result"]) for a in acks] == [(201, reason)]
     assert c.collar.update.state == 0 and c.collar.error_total() == 0
+
+
+KEY, KEYS_FOR = fuota.bench_keys()
+
+
+def new_model_image(golden_class: int | None = None) -> bytes:
+    """The update image of the shipped model retrained as version 2 (its own golden vector, or another class)."""
+    from collar_firmware import config
+    from lora_bridge.updates import release
+
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
+    features, klass = release.golden_vector(blob)
+    return release.build_image(2, "0.0.2", config.HARDWARE_ID, blob, KEY,
+                               (features, klass if golden_class is None else golden_class))
+
+
+def power_fails_writing(c: fuota.FleetCollar, key: str, keep: int | None) -> None:
+    """The power goes during the first write of record `key`, which keeps `keep` bytes (None: it is written whole
+    and the power goes during the write after it)."""
+    from simulator.hal_sim import PowerCut
+
+    flash = c.flash
+    write = flash.write
+    armed = [False]
+
+    def torn(k: str, data: bytes) -> None:
+        if armed[0]:
+            raise PowerCut("power cut after writing " + key)
+        if k == key:
+            if keep is None:
+                write(k, data)
+                armed[0] = True
+                return
+            flash.records[k] = bytes(data)[:keep]
+            raise PowerCut("power cut while writing " + key)
+        write(k, data)
+
+    flash.write = torn
+
+
+def update_cut_by_the_power(c: fuota.FleetCollar, image: bytes) -> None:
+    """Send the whole image; the collar checks it and installs it until the power goes; then it boots again."""
+    from collar_firmware.main import Collar
+    from simulator.hal_sim import PowerCut
+
+    frags = fuota.fragment(image, 112)
+    with pytest.raises(PowerCut):
+        for port, payload in fuota._setup_frames(frags, c.hal.clock.now_s()):
+            c.hear(port, payload)
+        for n in range(1, frags.nb_frag + 1):
+            c.hear(201, fuota._fragment_frame(frags, n))
+        c.live_until(c.hal.clock.now_s() + 6 * 3600)
+    del c.flash.write  # the power is back: the flash takes writes again
+    c.hal.clock.cause = "power_on"
+    c.collar = Collar(c.hal, None, KEYS_FOR(c.flash))
+    c.hal.radio.uplinks.clear()
+
+
+@pytest.mark.parametrize(("keep", "golden_class", "runs", "result"), [
+    (0, None, 1, "truncated"),  # the new blob's record empty
+    (9, None, 1, "truncated"),  # torn after 9 bytes
+    (None, None, 2, "ok"),  # written whole, the power gone before its trial: tried after the boot
+    (None, 0, 1, "self_test_failed"),  # written whole, and its golden vector not reproduced
+])
+def test_a_power_cut_while_a_model_is_installed_ends_in_a_tried_model_and_an_acknowledged_outcome(
+        keep, golden_class, runs, result):
+    """The power goes while the collar writes a verified model over its own. Until this check it came back saying
+    nothing: a torn record left it on its shipped model with no outcome acknowledged, so the campaign waited for a
+    collar that would never answer; a record written whole left the new model running without its golden-vector
+    trial. Now the install is named in flash before the model is written: after the boot the collar finishes the
+    trial (ok, or rolled back) or, when the record is torn, puts back the model it ran, and acknowledges either."""
+    c = fuota.build_fleet(1, 0.0, 7, KEYS_FOR)[0]
+    power_fails_writing(c, "model", keep)
+    update_cut_by_the_power(c, new_model_image(golden_class))
+    sent = live(c, 6 * 3600)
+    acks = [codec.decode(port, payload) for port, payload in sent if port == codec.port_of("ack")]
+    assert [(a["on_port"], a["result"]) for a in acks if a["on_port"] == 201] == [(201, result)]
+    assert c.collar.model.version == runs and not c.collar.model_fallback
+    status = c.collar.status_values(c.hal.clock.now_s())
+    assert (status["model_version"], codec.ACK_RESULTS[status["update_reason"]]) == (runs, result)
+    c.collar = type(c.collar)(c.hal, None, KEYS_FOR(c.flash))  # and again after another boot: the same model
+    assert c.collar.model.version == runs and not c.collar.model_fallback and c.collar.update.state == 0
