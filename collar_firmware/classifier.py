@@ -44,15 +44,6 @@ class Model:
         self._q = array("h", bytes(2 * parsed.n_features))
         self._votes = array("i", bytes(4 * self.n_classes))
 
-    def __repr__(self):
-        return "Model(version=%d, classes=%s, window=%d s at %d Hz, source=%s)" % (
-            self.version,
-            ",".join(self.classes),
-            self.window_s,
-            self.rate_hz,
-            self.source,
-        )
-
     @classmethod
     def from_bytes(cls, data, verifier=None):
         """Return a Model from blob bytes; raise ModelError naming what is wrong with them."""

@@ -48,7 +48,6 @@ _ERR_MODEL = const(5)
 _ERR_POWER = const(6)
 _ERR_OTHER = const(7)
 _N_ERR = const(8)
-ERROR_STAGES = ("imu", "gnss", "radio", "storage", "downlink", "model", "power", "other")
 
 PORT_STATUS = codec.port_of("status")
 PORT_ACTIVITY = codec.port_of("activity")
@@ -146,11 +145,6 @@ class Collar:
     def pos_n(self):
         """Return the number of fixes waiting in the position buffer."""
         return self.positions.n
-
-    @property
-    def link_ok(self):
-        """Return True while the network is known to hear the collar."""
-        return self.link.ok
 
     def _now(self, fallback):
         try:

@@ -42,9 +42,6 @@ _MAX_FREQUENCY_HZ100 = const(8700000)
 _MAX_DATA_RATE = const(7)  # EU868 DR0..DR7
 _TIMEOUT_MASK = const(0x0F)  # SessionTimeOut: RFU 4 bits | TimeOut 4 bits
 _MAX_TIME_TO_START_S = const(0xFFFFFF)  # TimeToStart is 3 bytes
-# a clock set by AppTimeAns must tell a time every uplink carries (u32 Unix seconds) and AppTimeReq asks in (GPS
-# seconds, from codec.GPS_EPOCH_UNIX_S): a collar set to 1958 could encode no uplink again, not even the request
-_LATEST_CLOCK_S = 0xFFFFFFFF
 
 CLOSED = const(2)  # what step() returns when it closed a window
 
@@ -69,8 +66,9 @@ class Multicast:
         self.data_rate = 0
         self.open = False
         self.closed = 0  # windows closed so far
-        self.clock_token = 0  # TS003 TokenReq of the last AppTimeReq (asked before a window opens)
-        self.clock_asked = False  # that request waits for its AppTimeAns (an answer to none is dropped)
+        # TS003 TokenReq of the last AppTimeReq (asked before a window opens); bit 4 set while no request waits for
+        # its AppTimeAns (none asked yet, or answered), so no 4-bit TokenAns matches it
+        self.clock_token = 0x10
 
     def _load(self):
         body = records.kept(self.storage, KEY_GROUPS, 17)
@@ -128,7 +126,6 @@ class Multicast:
         agent._answer(answer[0], answer[1])
         if name == "mc_class_c_session" and answer[1]["time_to_start_s"]:
             self.clock_token = (self.clock_token + 1) & 0x0F
-            self.clock_asked = True
             agent._answer("app_time_req", {"device_time_gps_s": codec.gps_from_unix(now),
                                            "ans_required": 1, "token": self.clock_token})
 
@@ -136,16 +133,17 @@ class Multicast:
         """Take a TS003 AppTimeAns (port 202) to the last AppTimeReq: set the clock by its correction. An answer to
         no request, an older one or one answered already is dropped (it would correct twice); a time no uplink could
         carry is refused on port 31 (out_of_range) and the request still waits for its answer."""
-        if msg["message"] != "app_time_ans" or not self.clock_asked or msg["token"] != self.clock_token:
+        if msg["message"] != "app_time_ans" or msg["token"] != self.clock_token:
             return
         t_s = now + msg["correction_s"]
-        if t_s < codec.GPS_EPOCH_UNIX_S or t_s > _LATEST_CLOCK_S:
-            port, payload = codec.encode_packet("ack", {"time_s": now, "on_port": codec.port_of("app_time_ans"),
-                                                        "cmd": codec.tag_of("app_time_ans"), "result": "out_of_range"})
-            agent.collar.queue_ack(port, payload)
+        # before the GPS epoch no AppTimeReq can ask (GPS seconds) nor an uplink carry its time (u32 Unix seconds): a
+        # collar set to 1958 could encode no uplink again, not even the request that would put it right (a correction,
+        # i32, cannot take it past 2**32 before 2038)
+        if t_s < codec.GPS_EPOCH_UNIX_S:
+            agent.ack(codec.PORT_CLOCK, codec.tag_of("app_time_ans"), "out_of_range", now)
             return
         agent.collar.hal.clock.set_time_s(t_s)
-        self.clock_asked = False
+        self.clock_token |= 0x10  # answered: a second answer would correct twice
 
     def handle(self, name, msg, now):
         """Take one TS005 request; return (answer name, values) or None."""

@@ -55,8 +55,8 @@ BOOT_KEYS = ("boot0", "boot1")
 KEY_TRIAL_HEADER = "trial.hdr"
 KEY_COMPOSE = "upd.compose"  # a verified delta being composed (its fragment size and signed header): a reboot composes it again
 KEY_MODEL_PREV = "model.prev"
-# a verified model being installed (its signed header and signature), written before the model record and cleared
-# once its trial ended: a reset before then finishes the trial, or puts back the model a torn record replaced
+# non-empty while a verified model is installed (written before the model record, cleared once an outcome is kept):
+# a reset meanwhile puts back the model the install replaced, acknowledged truncated (update_install.step)
 KEY_MODEL_TRIAL = "upd.model"
 KEY_RESULT = "upd.result"
 # the TS004 session the collar holds (FragIndex, whole: 1 once every fragment is known, NbFragReceived then),
@@ -179,7 +179,7 @@ class UpdateAgent:
         if not self.trial_due and self.storage.read(KEY_COMPOSE):
             self.state = COMPOSING  # the power went while a verified delta was composed: the step starts it again
         elif self.storage.read(KEY_MODEL_TRIAL):
-            self.state = MODEL_TRIAL  # the power went while a model was installed: the step ends its trial
+            self.state = MODEL_TRIAL  # the power went while a model was installed: the step puts the last one back
         lost = collar.reset_cause in MODEM_LOST_RESETS
         if self.storage.read(KEY_SESSION) or self.storage.read(KEY_WINDOW) or (lost and self.storage.read(KEY_GROUPS)):
             from collar_firmware import update_restart  # only after a reset that left FUOTA state in flash
@@ -436,8 +436,11 @@ class UpdateAgent:
         self.state = IDLE
         self.decoder = None
         self.slot_job = None
-        if acked:
-            return
-        port, payload = codec.encode_packet("ack", {"time_s": now, "on_port": PORT_FRAGMENTS,
-                                                    "cmd": codec.tag_of("data_fragment"), "result": reason})
+        self.storage.write(KEY_MODEL_TRIAL, b"")  # an outcome is kept: a model install has nothing left to put back
+        if not acked:
+            self.ack(PORT_FRAGMENTS, codec.tag_of("data_fragment"), reason, now)
+
+    def ack(self, on_port, cmd, reason, now):
+        """Acknowledge on port 31 what came to on_port in command cmd: reason, an ACK_RESULTS name."""
+        port, payload = codec.encode_packet("ack", {"time_s": now, "on_port": on_port, "cmd": cmd, "result": reason})
         self.collar.queue_ack(port, payload)

@@ -459,7 +459,8 @@ def step(agent, now):
         elif t.pending is None:
             agent._result("tampered", now)  # checked to the end: the signature is not the key's
     elif agent.state == MODEL_TRIAL:
-        if agent.header is None and not _resume_model_trial(agent, now):
+        if agent.header is None:  # a reset in the install: what it replaced goes back, the campaign sends it again
+            _rollback_model(agent, "truncated", now)
             return
         model = agent.collar.model
         if getattr(model, "version", 0) == agent.header.version:
@@ -480,7 +481,7 @@ def _install(agent, now):
         storage.write(KEY_MODEL_PREV, previous if previous is not None else b"")
         good = storage.read(KEY_MODEL_GOOD)
         storage.write(KEY_GOOD_PREV, good if good is not None else b"")
-        storage.write(KEY_MODEL_TRIAL, records.sealed(agent.signed + h.signature))  # a reset from here ends the trial
+        storage.write(KEY_MODEL_TRIAL, b"\x01")  # a reset from here puts back what the install replaces
         storage.write("model", bytes(blob))
         agent.state = MODEL_TRIAL
         agent.collar.reload_model()
@@ -553,27 +554,10 @@ def _golden_ok(agent, h, model=None):
     return model.predict(h.golden) == h.golden_class
 
 
-def _resume_model_trial(agent, now):
-    """After a reset in a model's install: its header again, from the record the install wrote; return True when
-    its trial goes on. A model record torn by the power cut (the collar runs another model, none waits for its
-    check) is put back as it was and acknowledged truncated, as is an install whose own record was torn."""
-    body = records.unsealed(agent.storage.read(KEY_MODEL_TRIAL))
-    try:
-        agent.header = update_image.parse_header(body) if body is not None else None
-    except update_image.ImageRefused:
-        agent.header = None
-    if agent.header is not None and (getattr(agent.collar.model, "version", 0) == agent.header.version
-                                     or agent.collar.trust.pending is not None):
-        return True
-    _rollback_model(agent, "truncated", now)
-    return False
-
-
 def _model_trial(agent, now):
     if _golden_ok(agent, agent.header):
         agent.state = IDLE
         agent._result("ok", now)
-        agent.storage.write(KEY_MODEL_TRIAL, b"")  # after the result: a reset between tries it, and says it, again
     else:
         _rollback_model(agent, "self_test_failed", now)
 
@@ -588,7 +572,6 @@ def _rollback_model(agent, reason, now):
     agent.state = IDLE
     agent.collar.reload_model()
     agent._result(reason, now)
-    agent.storage.write(KEY_MODEL_TRIAL, b"")  # after the result: a reset between puts back, and says it, again
 
 
 def firmware_trial(agent, now):

@@ -103,13 +103,13 @@ def _record_at(read, pos, length):
     n = head[0] & 0x7F if head else 0
     kept = head[0] & update_image.KEPT if head else 0
     if not n or len(head) < 1 + n + (0 if kept else 4):
-        raise OSError("no bundle record at %d" % pos)
+        raise OSError(pos)  # no whole bundle record there
     name = bytes(head[1:1 + n])
     if kept:
         return name, True, pos + 1 + n
     end = pos + 1 + n + 4 + struct.unpack_from("<I", head, 1 + n)[0]
     if end > length:
-        raise OSError("record %s runs past the bundle" % name)
+        raise OSError(name)  # its record runs past the bundle
     return name, False, end
 
 
