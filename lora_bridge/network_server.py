@@ -34,12 +34,17 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from lora_bridge import https
+from lora_bridge.call_deadline import DeadlinePassed, within
 from lora_bridge.errors import DownlinkError
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.updates.multicast_keys import GroupKeys
 from lora_bridge.uplink_formats import MAX_F_CNT, UINT64_MAX, int_within
 
 log = logging.getLogger(__name__)
+
+# A call's whole time, in downlink_timeout_s: one connect and one read, each at its limit. httpx's timeout
+# bounds each wait alone, and a server answering a byte at a time held the outbox (call_deadline.py).
+CALL_DEADLINE_WAITS = 2
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,7 @@ class NetworkServerClient:
         self.settings = settings
         timeout = httpx.Timeout(settings.downlink_timeout_s, connect=min(2.0, settings.downlink_timeout_s))
         self.http = http or https.client(timeout=timeout)
+        self.call_deadline_s = CALL_DEADLINE_WAITS * settings.downlink_timeout_s
 
     def __repr__(self) -> str:
         return f"NetworkServerClient(url={self.settings.network_server_url!r}, api_key=***)"
@@ -431,11 +437,15 @@ class NetworkServerClient:
               device_id: str | None = None, accept: dict[int, str] | None = None) -> httpx.Response:
         """Make one call to the network server and log `done` (what the call did) once it answered 2xx;
         a status in `accept` also counts as done and logs, as a warning, what that status means there.
-        DownlinkError when the server is unreachable or answers anything else."""
+        DownlinkError when the server is unreachable, has not answered whole within call_deadline_s or answers
+        anything else."""
         try:
-            response = self.http.request(method, url, json=body, headers=headers)
+            response = within(lambda: self.http.request(method, url, json=body, headers=headers),
+                              self.call_deadline_s, "network-server-call")
         except httpx.HTTPError as error:
             raise DownlinkError(f"network server unreachable: {type(error).__name__}") from error
+        except DeadlinePassed as error:
+            raise DownlinkError(f"network server too slow: {error}") from error
         context = {"device_id": device_id} if device_id else {}
         meaning = (accept or {}).get(response.status_code)
         if meaning is not None:

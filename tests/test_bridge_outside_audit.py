@@ -1,0 +1,81 @@
+"""The bridge held against a sloppy or hostile world from the outside: what a network server or the
+network between does that the documents do not promise against (a server that answers one byte at a time)."""
+
+from __future__ import annotations
+
+import threading
+
+import bridge_builders as b
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.server import serve_app_in_thread
+from tembo.local_services import free_port
+
+
+class TricklingNetworkServer:
+    """A network server (or a proxy before it) that answers a push at once, then sends its body one byte at a
+    time, each soon enough that no single wait of the bridge's times out, until released."""
+
+    def __init__(self, byte_every_s: float = 0.1) -> None:
+        self.byte_every_s = byte_every_s
+        self.release = threading.Event()
+        self.calls = 0
+
+    def app(self) -> Starlette:
+        async def push(request: Request) -> StreamingResponse:
+            import anyio
+
+            self.calls += 1
+
+            async def body():  # a JSON object padded with spaces, one a tick, for as long as the test holds it
+                yield b"{"
+                while not self.release.is_set():
+                    await anyio.sleep(self.byte_every_s)
+                    yield b" "
+                yield b"}"
+
+            return StreamingResponse(body(), media_type="application/json")
+
+        return Starlette(routes=[Route("/api/v3/as/applications/{app}/webhooks/{webhook}/devices/{device}/down/push",
+                                       push, methods=["POST"])])
+
+
+def _through(server_url: str, device: str, key: str) -> tuple[bytes, dict[str, str]]:
+    """A mortality alert of device as The Things Stack posts it, with the X-Downlink-* headers of server_url."""
+    push = f"{server_url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/{device}/down/push"
+    headers = dict(b.HEADERS, **{"X-Downlink-Apikey": key, "X-Downlink-Push": push,
+                                 "X-Downlink-Replace": push.replace("/push", "/replace")})
+    return b.tts_uplink(b.alert("mortality", seq=1), device_id=device, f_cnt=1), headers
+
+
+def test_rangers_acks_reach_other_collars_while_one_network_server_trickles_its_answer(store_url, network):
+    # Collar tr-01's application routes its downlinks through a server that answers a push one byte every
+    # 0.1 s: each read comes within downlink_timeout_s (0.5 s), so no single wait ever times out. The ack
+    # of collar kws-01, on a working server, must not wait behind it for as long as the trickle lasts.
+    trickling = TricklingNetworkServer()
+    give_up = threading.Timer(20.0, trickling.release.set)  # an unbounded push fails the test, not hangs it
+    give_up.start()
+    try:
+        with serve_app_in_thread(trickling.app(), port=free_port()) as running:
+            with b.fresh_bridge(store_url, outbox_worker=False, downlink_timeout_s=0.5) as bridge, \
+                    TestClient(create_app(bridge)) as client:
+                for body, headers in (_through(running.url, "tr-01", "NNSXS.TRICKLE"),
+                                      _through(network.url, "kws-01", network.api_key)):
+                    assert client.post("/uplinks/tts", content=body, headers=headers).status_code == 200
+                accepted = bridge.flush_downlinks()
+                still_trickling = not trickling.release.is_set()
+                downlinks = {d.device_id: d for d in bridge.downlinks()}
+    finally:
+        trickling.release.set()
+        give_up.cancel()
+
+    assert still_trickling, "the flush waited until the trickling server let go"
+    assert accepted == 1 and [p["device_id"] for p in network.pushes] == ["kws-01"]
+    slow = downlinks["tr-01"]
+    assert (slow.state, slow.attempts) == ("queued", 1), "the trickled push is tried again, one attempt spent"
+    assert "within" in (slow.last_error or "")
