@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import httpx
 
 T = TypeVar("T")
 
@@ -45,3 +47,20 @@ def within(call: Callable[[], T], seconds: float, name: str = "bounded-call") ->
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+def whole_call_s(timeout: httpx.Timeout) -> float | None:
+    """How long one call may take in all under an httpx timeout: one connect and one read, each at its
+    limit (a request's body is small); None when either is unbounded."""
+    if timeout.connect is None or timeout.read is None:
+        return None
+    return timeout.connect + timeout.read
+
+
+def request_within(client: httpx.Client, method: str, url: str, name: str, **options: Any) -> httpx.Response:
+    """client.request(method, url, **options), ended with DeadlinePassed once `whole_call_s` of the client's
+    timeout has passed; httpx.HTTPError as client.request raises it."""
+    seconds = whole_call_s(client.timeout)
+    if seconds is None:
+        return client.request(method, url, **options)
+    return within(lambda: client.request(method, url, **options), seconds, name)

@@ -34,17 +34,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from lora_bridge import https
-from lora_bridge.call_deadline import DeadlinePassed, within
+from lora_bridge.call_deadline import DeadlinePassed, request_within
 from lora_bridge.errors import DownlinkError
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.updates.multicast_keys import GroupKeys
 from lora_bridge.uplink_formats import MAX_F_CNT, UINT64_MAX, int_within
 
 log = logging.getLogger(__name__)
-
-# A call's whole time, in downlink_timeout_s: one connect and one read, each at its limit. httpx's timeout
-# bounds each wait alone, and a server answering a byte at a time held the outbox (call_deadline.py).
-CALL_DEADLINE_WAITS = 2
 
 
 @dataclass(frozen=True)
@@ -166,7 +162,6 @@ class NetworkServerClient:
         self.settings = settings
         timeout = httpx.Timeout(settings.downlink_timeout_s, connect=min(2.0, settings.downlink_timeout_s))
         self.http = http or https.client(timeout=timeout)
-        self.call_deadline_s = CALL_DEADLINE_WAITS * settings.downlink_timeout_s
 
     def __repr__(self) -> str:
         return f"NetworkServerClient(url={self.settings.network_server_url!r}, api_key=***)"
@@ -437,11 +432,10 @@ class NetworkServerClient:
               device_id: str | None = None, accept: dict[int, str] | None = None) -> httpx.Response:
         """Make one call to the network server and log `done` (what the call did) once it answered 2xx;
         a status in `accept` also counts as done and logs, as a warning, what that status means there.
-        DownlinkError when the server is unreachable, has not answered whole within call_deadline_s or answers
-        anything else."""
+        DownlinkError when the server is unreachable, has not answered whole in time (a connect and a read at
+        their limits: `call_deadline`) or answers anything else."""
         try:
-            response = within(lambda: self.http.request(method, url, json=body, headers=headers),
-                              self.call_deadline_s, "network-server-call")
+            response = request_within(self.http, method, url, "network-server-call", json=body, headers=headers)
         except httpx.HTTPError as error:
             raise DownlinkError(f"network server unreachable: {type(error).__name__}") from error
         except DeadlinePassed as error:

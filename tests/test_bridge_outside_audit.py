@@ -1,25 +1,28 @@
-"""The bridge held against a sloppy or hostile world from the outside: what a network server or the
-network between does that the documents do not promise against (a server that answers one byte at a time)."""
+"""The bridge held against a sloppy or hostile world from the outside: what a network server, a service
+Tembo notifies or the network between does that their documents do not promise against (a server that
+answers one byte at a time)."""
 
 from __future__ import annotations
 
 import threading
 
 import bridge_builders as b
+from notify_standins import SmsGateway
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from lora_bridge.access import Viewer
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import serve_app_in_thread
 from tembo.local_services import free_port
 
 
-class TricklingNetworkServer:
-    """A network server (or a proxy before it) that answers a push at once, then sends its body one byte at a
-    time, each soon enough that no single wait of the bridge's times out, until released."""
+class TricklingServer:
+    """A server (or a proxy before it) that answers any POST at once, then sends its body one byte at a time,
+    each soon enough that no single wait of the bridge's times out, until released."""
 
     def __init__(self, byte_every_s: float = 0.1) -> None:
         self.byte_every_s = byte_every_s
@@ -41,8 +44,7 @@ class TricklingNetworkServer:
 
             return StreamingResponse(body(), media_type="application/json")
 
-        return Starlette(routes=[Route("/api/v3/as/applications/{app}/webhooks/{webhook}/devices/{device}/down/push",
-                                       push, methods=["POST"])])
+        return Starlette(routes=[Route("/{path:path}", push, methods=["POST"])])
 
 
 def _through(server_url: str, device: str, key: str) -> tuple[bytes, dict[str, str]]:
@@ -57,7 +59,7 @@ def test_rangers_acks_reach_other_collars_while_one_network_server_trickles_its_
     # Collar tr-01's application routes its downlinks through a server that answers a push one byte every
     # 0.1 s: each read comes within downlink_timeout_s (0.5 s), so no single wait ever times out. The ack
     # of collar kws-01, on a working server, must not wait behind it for as long as the trickle lasts.
-    trickling = TricklingNetworkServer()
+    trickling = TricklingServer()
     give_up = threading.Timer(20.0, trickling.release.set)  # an unbounded push fails the test, not hangs it
     give_up.start()
     try:
@@ -79,3 +81,35 @@ def test_rangers_acks_reach_other_collars_while_one_network_server_trickles_its_
     slow = downlinks["tr-01"]
     assert (slow.state, slow.attempts) == ("queued", 1), "the trickled push is tried again, one attempt spent"
     assert "within" in (slow.last_error or "")
+
+
+def test_the_duty_officers_sms_goes_while_earthranger_trickles_its_answer(sqlite_url, tmp_path):
+    # EarthRanger (or the proxy of the reserve's uplink before it) takes the poaching alert's event and then
+    # answers one byte every 0.1 s: each read comes within the notify timeout (0.5 s). The duty officer's
+    # SMS, through a working gateway, must not wait behind it for as long as the trickle lasts.
+    gateway = SmsGateway(token="sms-gateway-token")
+    trickling = TricklingServer()
+    give_up = threading.Timer(20.0, trickling.release.set)  # an unbounded call fails the test, not hangs it
+    give_up.start()
+    try:
+        with serve_app_in_thread(trickling.app(), port=free_port()) as er, \
+                serve_app_in_thread(gateway.app(), port=free_port()) as sms:
+            rules = tmp_path / "rules.toml"
+            rules.write_text(
+                f'[notify.earthranger]\nurl = "{er.url}/api/v1.0"\ntoken = "er-token"\nprovider_key = "tembo"\n'
+                f'[notify.sms]\nurl = "{sms.url}/send"\ntoken = "sms-gateway-token"\n'
+                '[notify.retry]\ntimeout_s = 0.5\n'
+                '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n'
+                '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n')
+            with b.fresh_bridge(sqlite_url, rules_path=str(rules)) as bridge:
+                bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), device_id="collar-07", f_cnt=1))
+                bridge.flush_notifications()
+                still_trickling = not trickling.release.is_set()
+                states = {n.channel: n.state for n in bridge.notifications(viewer=Viewer("admin.neema", "admin"))}
+    finally:
+        trickling.release.set()
+        give_up.cancel()
+
+    assert still_trickling, "the notifications waited until the trickling EarthRanger let go"
+    assert [m["to"] for m in gateway.messages] == ["+254700000001"]
+    assert states == {"earthranger": "pending", "sms": "sent"}

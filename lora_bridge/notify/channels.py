@@ -45,6 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
+from lora_bridge.call_deadline import DeadlinePassed, request_within
 from lora_bridge.domain import alerts
 from lora_bridge.notify.config import NotifyConfig
 from lora_bridge.notify.er_assignments import AssignmentSender
@@ -188,9 +189,13 @@ def _zone(name: Any) -> ZoneInfo | None:
 def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
     shown = shown_url(url)
     try:
-        response = client.request(method, url, **kwargs)
+        # Bounded in all, not only each wait: a receiver answering a byte at a time held every later message
+        # of the pass (the duty officer's SMS behind EarthRanger's trickle) for as long as it trickled.
+        response = request_within(client, method, url, "notify-call", **kwargs)
     except httpx.HTTPError as error:
         raise DeliveryError(f"{method} {shown}: {type(error).__name__}: {shown_url(str(error))}") from error
+    except DeadlinePassed as error:
+        raise DeliveryError(f"{method} {shown}: {error}") from error
     if response.status_code >= 400:
         # 401 and 403 refuse Tembo's credentials, not the message: a token that expired overnight or an
         # account whose permissions were changed, which an administrator puts right. The row waits for
