@@ -41,6 +41,9 @@ from lora_bridge.views import (
     PositionView,
 )
 
+# The dead letters one read of the HTTP API answers when it names no limit: a broken formatter at the network
+# server can leave hundreds of thousands, each with its body, and one list of them all did not fit in memory.
+DEAD_LETTERS_PAGE = 1000
 
 def animal_key(animal_id: str | int) -> int | None:
     """The store key of a public animal id ("7" or 7), or None when it names nothing."""
@@ -533,12 +536,16 @@ def activity_views(
     ]
 
 
-def dead_letter_views(session: Session, include_replayed: bool) -> list[DeadLetterView]:
-    """Dead letters, oldest first; only the ones still waiting for a fix unless include_replayed."""
+def dead_letter_views(session: Session, include_replayed: bool, limit: int | None = None,
+                      after_id: int | None = None) -> list[DeadLetterView]:
+    """Dead letters, oldest first; only the ones still waiting for a fix unless include_replayed; at most
+    limit of them, those after the letter after_id when given (a page, `DEAD_LETTERS_PAGE`)."""
     query = select(DeadLetter)
     if not include_replayed:
         query = query.where(DeadLetter.replayed_at.is_(None))
-    letters = session.scalars(query.order_by(DeadLetter.id)).all()
+    if after_id is not None:
+        query = query.where(DeadLetter.id > after_id)
+    letters = session.scalars(query.order_by(DeadLetter.id).limit(limit)).all()
     raw_ids = [row.raw_uplink_id for row in letters if row.raw_uplink_id is not None]
     copies = dict(session.execute(
         select(RawUplink.duplicate_of, func.count()).where(RawUplink.duplicate_of.in_(raw_ids))

@@ -565,10 +565,12 @@ class Bridge:
         self.wake_outbox()
         return report
 
-    def dead_letters(self, include_replayed: bool = False) -> list[DeadLetterView]:
-        """Dead letters waiting for a fix (and the replayed ones when include_replayed)."""
+    def dead_letters(self, include_replayed: bool = False, limit: int | None = None,
+                     after_id: int | None = None) -> list[DeadLetterView]:
+        """Dead letters waiting for a fix (and the replayed ones when include_replayed), oldest first; at
+        most limit, those after the letter after_id when given."""
         with self.db.read() as session:
-            return queries.dead_letter_views(session, include_replayed)
+            return queries.dead_letter_views(session, include_replayed, limit, after_id)
 
     # Animals and positions -------------------------------------------------------------------
 

@@ -15,7 +15,10 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from lora_bridge.access import Viewer
+from lora_bridge.adapters.api import create_app as create_api_app
 from lora_bridge.adapters.webhook import create_app
+from lora_bridge.group_commit import Submission
+from lora_bridge.queries import DEAD_LETTERS_PAGE
 from lora_bridge.server import serve_app_in_thread
 from tembo.local_services import free_port
 
@@ -113,3 +116,22 @@ def test_the_duty_officers_sms_goes_while_earthranger_trickles_its_answer(sqlite
     assert still_trickling, "the notifications waited until the trickling EarthRanger let go"
     assert [m["to"] for m in gateway.messages] == ["+254700000001"]
     assert states == {"earthranger": "pending", "sms": "sent"}
+
+
+def test_admin_reads_a_weekends_dead_letters_a_page_at_a_time(sqlite_url):
+    # A broken formatter at the network server sent a weekend of bodies Tembo cannot read. The admin's page
+    # of dead letters had answered every one of them, bodies and all, in one JSON list (6.6 MB for 4,116
+    # letters held against a running bridge; a month of a fleet's would not fit the bridge's memory).
+    bodies = [Submission("tts", None, b"not json %d" % n) for n in range(DEAD_LETTERS_PAGE + 5)]
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, TestClient(create_api_app(bridge)) as client:
+        assert {r.status for r in bridge.ingest_batch(bodies)} == {"dead_letter"}
+        admin = b.api_headers(bridge, "admin")
+        first = client.get("/api/dead_letters", headers=admin).json()
+        rest = client.get(f"/api/dead_letters?after={first[-1]['dead_letter_id']}", headers=admin).json()
+        five = client.get("/api/dead_letters?limit=5", headers=admin).json()
+        refused = client.get("/api/dead_letters?limit=0", headers=admin)
+
+    assert len(first) == DEAD_LETTERS_PAGE and len(rest) == 5, "the letters come a page at a time, oldest first"
+    assert [d["body"] for d in first + rest] == [s.body.hex() for s in bodies]
+    assert [d["dead_letter_id"] for d in five] == [d["dead_letter_id"] for d in first[:5]]
+    assert refused.status_code == 400 and "limit" in refused.json()["error"]

@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collar_firmware import update_install
-from lora_bridge import exports
+from lora_bridge import exports, queries
 from lora_bridge.access import Viewer
 from lora_bridge.access import roles as access
 from lora_bridge.access.privacy import label
@@ -372,7 +372,9 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         return JSONResponse(to_jsonable(events))
 
     async def dead_letters(request: Request, viewer: Viewer) -> Response:
-        views = await call(bridge.dead_letters, _flag(request, "all"))
+        views = await call(bridge.dead_letters, _flag(request, "all"),
+                           _int(request, "limit", queries.DEAD_LETTERS_PAGE, 1, 100_000),
+                           _int(request, "after", None, 0, 2**63 - 1))
         return JSONResponse(to_jsonable(views))
 
     async def replay(request: Request, viewer: Viewer) -> Response:
@@ -550,7 +552,10 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
                   Param("kind", description=", ".join(EVENT_KINDS)),
                   Param("limit", kind="integer", description="the newest this many, default 1000"))),
         Endpoint("GET", "/api/dead_letters", a.MANAGE_DEAD_LETTERS, dead_letters, "Bodies the bridge could not use",
-                 (Param("all", description="true (or 1): the replayed ones too"),), tags=("operations",)),
+                 (Param("all", description="true (or 1): the replayed ones too"),
+                  Param("limit", kind="integer", description="at most this many, oldest first; default 1000"),
+                  Param("after", kind="integer", description="those after this dead_letter_id (the next page)")),
+                 tags=("operations",)),
         Endpoint("POST", "/api/dead_letters/replay", a.MANAGE_DEAD_LETTERS, replay,
                  "Run waiting dead letters through the current codec", tags=("operations",)),
         Endpoint("POST", "/api/notifications/retry", a.MANAGE_DEAD_LETTERS, retry_notifications,
