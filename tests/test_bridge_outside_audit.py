@@ -4,9 +4,12 @@ answers one byte at a time)."""
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import timedelta
 
 import bridge_builders as b
+import pytest
 from notify_standins import SmsGateway
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -135,3 +138,25 @@ def test_admin_reads_a_weekends_dead_letters_a_page_at_a_time(sqlite_url):
     assert [d["body"] for d in first + rest] == [s.body.hex() for s in bodies]
     assert [d["dead_letter_id"] for d in five] == [d["dead_letter_id"] for d in first[:5]]
     assert refused.status_code == 400 and "limit" in refused.json()["error"]
+
+
+@pytest.mark.parametrize("network_clock", ["1970-01-01T00:00:05Z", "0001-01-01T00:00:00Z"])
+def test_a_fix_through_a_network_server_whose_clock_was_reset_shows_as_the_animals_latest_place(
+        sqlite_url, network_clock):
+    # The reserve's own network server runs on a board without a clock battery and no internet: after a power
+    # cut its clock starts again at 1970 (or a network gives Go's zero time, year 1). The collar's GPS clock is
+    # right. Its newest fix had been dated by the network's clock: filed in 1970, never the animal's latest
+    # place on the live map, and a GeoPackage export of the herd answered 500 for a fix in year 1.
+    before = b.tts_uplink(b.status(time_s=b.T0_S - 600, lat=-2.51), f_cnt=1, received_at=b.T0 - timedelta(seconds=590))
+    newest = json.loads(b.tts_uplink(b.status(time_s=b.T0_S, lat=-2.52), f_cnt=2))
+    newest["received_at"] = newest["uplink_message"]["received_at"] = network_clock
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, TestClient(create_api_app(bridge)) as client:
+        for body in (before, json.dumps(newest).encode()):
+            assert bridge.ingest_tts_uplink(body).status == "processed"
+        (latest,) = bridge.latest_positions(viewer=b.RANGER)
+        fix_times = [p.time for p in bridge.tracks(viewer=b.RANGER)[latest.animal_id]]
+        export = client.get("/api/exports/positions.gpkg", headers=b.api_headers(bridge, "admin"))
+
+    assert (latest.time, round(latest.lat, 2)) == (b.T0, -2.52), "the newest fix is the animal's latest place"
+    assert min(fix_times) == b.T0 - timedelta(seconds=600), "no fix filed at the network's reset clock"
+    assert export.status_code == 200

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -53,19 +53,26 @@ def dedup_key(event: NetworkEvent, body: bytes) -> str:
     return f"event:{event.network}:{digest[:48]}"
 
 
+# LoRaWAN 1.0 was published in 2015: a network time before it is a clock's zero value (Go's year 1, Unix's
+# 1970, a real-time clock's 2000 after a power cut on a board without its battery), not a message's time.
+NETWORK_TIMES_FROM = datetime(2015, 1, 1, tzinfo=UTC)
+
+
 def network_time(reported: datetime | None, arrival: datetime, max_ahead_s: float, *, what: str,
                  device_id: str | None) -> datetime:
     """The time a network message (an uplink, a join, a report) is dated by: the network's own, or the
-    bridge's arrival time when the network gave none or one more than max_ahead_s (the settings'
-    `max_clock_ahead_s`) ahead of arrival (a gateway clock in year 9999). `what` names the message
-    in the warning."""
+    bridge's arrival time when the network gave none, one more than max_ahead_s (the settings'
+    `max_clock_ahead_s`) ahead of arrival (a gateway clock in year 9999) or one before
+    NETWORK_TIMES_FROM (a network server's clock reset to 1970: the collar's newest fix had been filed
+    there, never its animal's latest place). `what` names the message in the warning."""
     if reported is None:
         return arrival
-    if reported <= arrival + timedelta(seconds=max_ahead_s):
+    if NETWORK_TIMES_FROM <= reported <= arrival + timedelta(seconds=max_ahead_s):
         return reported
     log.warning(
-        "network time %s of %s of device_id=%s is ahead of arrival %s: dated at arrival",
-        reported.isoformat(), what, device_id, arrival.isoformat(),
+        "network time %s of %s of device_id=%s is %s arrival %s: dated at arrival",
+        reported.isoformat(), what, device_id, "before the LoRaWAN era, long before" if reported < NETWORK_TIMES_FROM
+        else "ahead of", arrival.isoformat(),
         extra={"device_id": device_id},
     )
     return arrival
