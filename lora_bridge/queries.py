@@ -44,13 +44,18 @@ from lora_bridge.views import (
 # The dead letters one read of the HTTP API answers when it names no limit: a broken formatter at the network
 # server can leave hundreds of thousands, each with its body, and one list of them all did not fit in memory.
 DEAD_LETTERS_PAGE = 1000
+# The store's keys are 64-bit signed integers: a number past them names no animal (SQLite refused to
+# compare one, an OverflowError that the API answered 500).
+_KEYS = range(-(2**63), 2**63)
+
 
 def animal_key(animal_id: str | int) -> int | None:
     """The store key of a public animal id ("7" or 7), or None when it names nothing."""
     try:
-        return int(animal_id)
+        key = int(animal_id)
     except (TypeError, ValueError):
         return None
+    return key if key in _KEYS else None
 
 
 def newest_position_id(device_id: Any, until: datetime | None = None, animal_id: Any = None) -> Any:

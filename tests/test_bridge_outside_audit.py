@@ -160,3 +160,17 @@ def test_a_fix_through_a_network_server_whose_clock_was_reset_shows_as_the_anima
     assert (latest.time, round(latest.lat, 2)) == (b.T0, -2.52), "the newest fix is the animal's latest place"
     assert min(fix_times) == b.T0 - timedelta(seconds=600), "no fix filed at the network's reset clock"
     assert export.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/positions?animal_id={id}", "/api/tracks?animal_id={id}",
+                                  "/api/exports/movebank.csv?animal_id={id}", "/api/exports/positions.geojson?animal_id={id}",
+                                  "/api/exports/positions.gpkg?animal_id={id}", "/api/exports/positions.shp.zip?animal_id={id}",
+                                  "/api/animals/{id}/activity", "/api/animals/{id}/collars"])
+def test_a_researcher_who_mistypes_an_animal_id_past_64_bits_gets_an_answer_not_a_500(sqlite_url, path):
+    # A script that pasted a DevEUI's digits (or any number of twenty digits) as an animal id: the store's
+    # keys are 64-bit, and SQLite refused the number itself (OverflowError), answered as a 500.
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, TestClient(create_api_app(bridge)) as client:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+        answer = client.get(path.format(id="99999999999999999999"), headers=b.api_headers(bridge, "admin"))
+
+    assert answer.status_code in (200, 404), answer.text
