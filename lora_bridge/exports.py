@@ -129,7 +129,9 @@ def utc_millis(time: datetime, separator: str = "T", zone: str = "Z") -> str:
     times are written in two shapes (whole seconds and fractions) is not read as date-times by pandas'
     `parse_dates`, which takes the first row's shape for all."""
     utc = time.astimezone(UTC)
-    return utc.strftime(f"%Y-%m-%d{separator}%H:%M:%S.") + f"{utc.microsecond // 1000:03d}{zone}"
+    # The year by hand: the platform's %Y pads no year to four digits (year 1, a network clock's zero
+    # value kept by an older store, was `1-01-01`, which no reader took: the GeoPackage export answered 500).
+    return f"{utc.year:04d}" + utc.strftime(f"-%m-%d{separator}%H:%M:%S.") + f"{utc.microsecond // 1000:03d}{zone}"
 
 
 def _species_of(species: Species, animal_id: str) -> str | None:

@@ -174,3 +174,24 @@ def test_a_researcher_who_mistypes_an_animal_id_past_64_bits_gets_an_answer_not_
         answer = client.get(path.format(id="99999999999999999999"), headers=b.api_headers(bridge, "admin"))
 
     assert answer.status_code in (200, 404), answer.text
+
+
+def test_a_herd_whose_store_kept_a_fix_at_a_networks_zero_time_still_exports_to_every_format(tmp_path):
+    # A store written before network times of year 1 were refused holds a fix dated 0001-01-01. Its time was
+    # written `1-01-01T00:00:00.000Z` (the platform's %Y pads no year to four digits): the GeoPackage export of
+    # the whole herd answered 500 and the CSVs held a time no reader takes.
+    from datetime import UTC, datetime
+
+    import geopandas as gpd
+
+    from lora_bridge import exports
+    from lora_bridge.views import PositionView
+
+    fixes = [PositionView("1", "Naserian", "collar-01", datetime(1, 1, 1, tzinfo=UTC), -2.5, 37.5, 1),
+             PositionView("1", "Naserian", "collar-01", b.T0, -2.51, 37.51, 2)]
+    (tmp_path / "herd.gpkg").write_bytes(exports.to_geopackage(fixes))
+    times = gpd.read_file(tmp_path / "herd.gpkg")["time_utc"].dt.year.tolist()
+    movebank = exports.to_movebank_csv(fixes).decode().splitlines()
+
+    assert times == [1, 2026]
+    assert movebank[1].split(",")[2] == "0001-01-01 00:00:00.000"
