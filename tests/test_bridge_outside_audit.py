@@ -1,6 +1,7 @@
 """The bridge held against a sloppy or hostile world from the outside: what a network server, a service
 Tembo notifies or the network between does that their documents do not promise against (a server that
-answers one byte at a time)."""
+answers one byte at a time, a network clock reset to 1970), and what the bridge's readers then ask of it
+(a weekend of dead letters, a twenty-digit animal id)."""
 
 from __future__ import annotations
 
