@@ -14,7 +14,7 @@ import pytest
 from notify_standins import SmsGateway
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -196,3 +196,24 @@ def test_a_herd_whose_store_kept_a_fix_at_a_networks_zero_time_still_exports_to_
 
     assert times == [1, 2026]
     assert movebank[1].split(",")[2] == "0001-01-01 00:00:00.000"
+
+
+def test_the_duty_officers_sms_is_not_counted_sent_when_the_gateway_only_redirects(sqlite_url, tmp_path):
+    # The SMS gateway's operator moved it to HTTPS: its old address answers every call "301 Moved Permanently"
+    # and sends nothing. A 3xx is no delivery: the poaching alert's SMS had been marked sent, and the duty
+    # officer never woken.
+    async def moved(request: Request) -> Response:
+        return Response(status_code=301, headers={"Location": "https://sms.example/send"})
+
+    gateway = Starlette(routes=[Route("/send", moved, methods=["POST"])])
+    with serve_app_in_thread(gateway, port=free_port()) as sms:
+        rules = tmp_path / "rules.toml"
+        rules.write_text(f'[notify.sms]\nurl = "{sms.url}/send"\ntoken = "sms-gateway-token"\n'
+                         '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n')
+        with b.fresh_bridge(sqlite_url, rules_path=str(rules)) as bridge:
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), device_id="collar-07", f_cnt=1))
+            bridge.flush_notifications()
+            (sms_row,) = bridge.notifications(viewer=Viewer("admin.neema", "admin"))
+
+    assert sms_row.state == "pending", "a redirect is no delivery: the SMS waits to be sent again"
+    assert "301" in sms_row.last_error and "https://sms.example/send" in sms_row.last_error

@@ -196,6 +196,13 @@ def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.R
         raise DeliveryError(f"{method} {shown}: {type(error).__name__}: {shown_url(str(error))}") from error
     except DeadlinePassed as error:
         raise DeliveryError(f"{method} {shown}: {error}") from error
+    if 300 <= response.status_code < 400:
+        # A redirect is no delivery (httpx follows none, and a POST followed after a 301 or 302 becomes a GET):
+        # a gateway moved to HTTPS had every SMS marked sent and none sent. The settings' URL is to be put
+        # right; the row waits for that as for refused credentials.
+        moved_to = shown_url(response.headers.get("location", "nowhere said"))
+        raise DeliveryError(f"{method} {shown}: HTTP {response.status_code}, moved to {moved_to}: put that URL "
+                            "in the notify settings", status_code=response.status_code)
     if response.status_code >= 400:
         # 401 and 403 refuse Tembo's credentials, not the message: a token that expired overnight or an
         # account whose permissions were changed, which an administrator puts right. The row waits for
