@@ -66,6 +66,11 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        busy at the CPU per uplink of every part of the
                                                        two-worker runs (diagnostic, not the goal; none
                                                        when other programs took over 0.15 of the machine)
+    mqtt_ack_wait_p50_ms, mqtt_ack_wait_p99_ms         one worker: a message's wait from its arrival to its
+                                                       PUBACK (once durable) with every body published at
+                                                       once (mostly the backlog's); `mqtt_half_rate_*`: the
+                                                       same with the worker offered half the rate it reached
+                                                       in its round (its batches' own), and its mean batch
     mqtt_*cpu_ms_per_uplink*                           the workers' CPU time per uplink (all, each);
                                                        `_by_part`: PostgreSQL, Mosquitto, load generator;
                                                        `all_`: every part together
@@ -125,6 +130,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
+from lora_bridge.adapters.mqtt_metrics import percentile_ms
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.bench_waits import BackendWaits
 from lora_bridge.decode import default_codec
@@ -595,12 +601,14 @@ def _postmaster_pid(server: Any) -> int | None:
 
 def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, group: str,
              collar_shares: bool = True, postgres_pid: int | None = None, threads: int | None = None,
-             profile_to: Path | None = None) -> dict[str, Any]:
+             profile_to: Path | None = None, rate: float | None = None) -> dict[str, Any]:
     """Publish bodies to the broker for `workers` worker processes sharing a subscription (and the
     collars, unless collar_shares is False: then each applies whatever the broker hands it); rate, lost.
     threads: each worker's `mqtt_threads` (None: the default). profile_to: a folder where each worker
     dumps its threads' profile (`{client id}.pstats`); the run then gives the workers' Python calls
-    (`python_calls_per_uplink`), and its rates are those of profiled workers."""
+    (`python_calls_per_uplink`), and its rates are those of profiled workers. rate: bodies a second the
+    publisher offers, evenly spaced (None: all at once, as fast as the broker takes them); the waits of
+    messages for their PUBACK (`ack_wait_p50_ms`, `ack_wait_p99_ms`) are then the workers' own, not a backlog's."""
     import paho.mqtt.client as mqtt
 
     environment = {**os.environ, **({"TEMBO_MQTT_THREADS": str(threads)} if threads else {})}
@@ -640,7 +648,9 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
                             process_schedstat(postgres_pid, children=True))
             started = time.perf_counter()
             infos = []
-            for topic, body in zip(topics, bodies, strict=True):
+            for n, (topic, body) in enumerate(zip(topics, bodies, strict=True)):
+                if rate is not None and (due := started + n / rate - time.perf_counter()) > 0:
+                    time.sleep(due)
                 infos.append(client.publish(topic, body, qos=1))
             for info in infos:
                 info.wait_for_publish(timeout=60)
@@ -667,7 +677,8 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
         for process in processes:
             process.stdin.close()
         batched = {"batches": 0, "bodies": 0, "fell_back": 0, "handed_over": 0, "taken": 0, "apart_batches": 0,
-                   "apart_bodies": 0, "cpu_s": 0.0, "python_calls": 0, "statements": 0, "commits": 0}
+                   "apart_bodies": 0, "cpu_s": 0.0, "python_calls": 0, "statements": 0, "commits": 0,
+                   "ack_waits_s": []}
         cpu_per_worker: list[float] = []
         for process in processes:
             try:
@@ -682,6 +693,9 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
     return {"uplinks_per_s": len(bodies) / elapsed, "lost": len(expected - set(rows)),
             "applied_twice": len(rows) - len(set(rows)),
             "mean_batch": round(batched["bodies"] / max(1, batched["batches"]), 2),
+            # each message's wait from its arrival in a worker to its PUBACK (sent once its body is durable)
+            "ack_wait_p50_ms": percentile_ms(batched["ack_waits_s"], 0.5),
+            "ack_wait_p99_ms": percentile_ms(batched["ack_waits_s"], 0.99),
             "batches_fell_back": batched["fell_back"],
             "handed_over": batched["handed_over"],
             # hand-overs a worker's share applied apart from its ingest batches (idle 50 ms): each such
@@ -745,7 +759,8 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
             sys.stdin.read()
             cpu_s = time.process_time() - cpu_started
             calls = profiles.calls() - calls_started if profiles is not None else 0
-        said = {**bridge.ingest_batches(), "handed_over": share.handed_over, "taken": share.taken, "cpu_s": cpu_s}
+        said = {**bridge.ingest_batches(), "handed_over": share.handed_over, "taken": share.taken, "cpu_s": cpu_s,
+                "ack_waits_s": worker.ack_waits.latest_s()}
         if profiles is not None:
             profiles.stop()
             profiles.stats().dump_stats(profile_to)
@@ -930,6 +945,7 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
 
     runs: dict[str, list[dict[str, Any]]] = {"one": [], "two": [], "mixed": []}
     fewer_threads: dict[int, list[dict[str, Any]]] = {threads: [] for threads in FEWER_MQTT_THREADS}
+    half_rate: list[dict[str, Any]] = []  # one worker offered half the rate its round's run reached
     postgres_pid = _postmaster_pid(server)
     with MosquittoServer.started(folder / "mosquitto") as broker:
         for r in range(max(1, rounds)):
@@ -938,6 +954,8 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
                                           f"bench1t{threads}r{r}", postgres_pid=postgres_pid, threads=threads))
             runs["one"].append(mqtt_run(server.create_database(f"mqtt1r{r}"), broker, bodies, 1, f"bench1r{r}",
                                         postgres_pid=postgres_pid))
+            half_rate.append(mqtt_run(server.create_database(f"mqtt1hr{r}"), broker, bodies, 1, f"bench1hr{r}",
+                                      postgres_pid=postgres_pid, rate=runs["one"][-1]["uplinks_per_s"] / 2))
             runs["two"].append(mqtt_run(server.create_database(f"mqtt2r{r}"), broker, bodies, 2, f"bench2r{r}",
                                         postgres_pid=postgres_pid))
             runs["mixed"].append(mqtt_run(server.create_database(f"mqtt2rr{r}"), broker, bodies, 2, f"bench2rr{r}",
@@ -952,12 +970,20 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
 
     one, two, mixed = med("one", "uplinks_per_s"), med("two", "uplinks_per_s"), med("mixed", "uplinks_per_s")
     # every run's lost and applied twice count, the fewer-thread runs' too
-    everything = [run for kind_runs in (*runs.values(), *fewer_threads.values()) for run in kind_runs]
+    everything = [run for kind_runs in (*runs.values(), *fewer_threads.values(), half_rate) for run in kind_runs]
     return {
         "mqtt_rounds": max(1, rounds),
         "mqtt_bodies": len(bodies),
         "mqtt_uplinks_per_s": round(one, 1),
         "mqtt_two_workers_uplinks_per_s": round(two, 1),
+        # a message's wait from its arrival in the worker to its PUBACK: with every body published at once
+        # (mostly the backlog's), and with one worker offered half the rate it reached (its batches' own)
+        "mqtt_ack_wait_p50_ms": med("one", "ack_wait_p50_ms"),
+        "mqtt_ack_wait_p99_ms": med("one", "ack_wait_p99_ms"),
+        "mqtt_half_rate_offered_per_s": round(median(run["uplinks_per_s"] / 2 for run in runs["one"]), 1),
+        "mqtt_half_rate_ack_wait_p50_ms": median_of(half_rate, "ack_wait_p50_ms"),
+        "mqtt_half_rate_ack_wait_p99_ms": median_of(half_rate, "ack_wait_p99_ms"),
+        "mqtt_half_rate_mean_batch": median_of(half_rate, "mean_batch"),
         "workers_speedup": round(two / one, 2),
         "mqtt_two_workers_no_collar_shares_uplinks_per_s": round(mixed, 1),
         "workers_speedup_no_collar_shares": round(mixed / one, 2),

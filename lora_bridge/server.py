@@ -11,8 +11,9 @@ from typing import Any
 
 import uvicorn
 
-from lora_bridge.adapters.api import create_app
+from lora_bridge.adapters.api import add_collector, create_app
 from lora_bridge.adapters.mqtt import workers_from_settings
+from lora_bridge.adapters.mqtt_metrics import MqttCollector
 from lora_bridge.errors import log_failure
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, check_webhook_secret, load_settings
@@ -206,6 +207,8 @@ def _serve(settings: BridgeSettings | None, bridge: Bridge | None) -> None:
     running_bridge: Bridge = server.config.app.state.bridge
     running_bridge.process_pending()
     mqtt_workers = workers_from_settings(running_bridge, settings)
+    if mqtt_workers:
+        add_collector(server.config.app, MqttCollector(mqtt_workers))
     if mqtt_workers or not running_bridge.applies_elsewhere():
         # This process's batches (MQTT workers, the webhook's group commit, the durable intake's applier
         # thread) start without one-time costs (`lora_bridge.warm_up`); an applier process warms itself.

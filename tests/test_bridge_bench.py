@@ -171,6 +171,20 @@ def test_the_mqtt_bench_counts_the_workers_python_calls_and_statements_per_uplin
     assert {"_on_message", "_hand_in_all", "_write_batch"} <= called
 
 
+@pytest.mark.mqtt
+@pytest.mark.postgres
+def test_the_mqtt_bench_paces_its_publisher_and_counts_every_message_s_wait_for_its_puback(mosquitto, postgres_url):
+    from lora_bridge.bench import mqtt_run
+
+    bodies = synthetic_bodies(2, 3)
+    run = mqtt_run(postgres_url, mosquitto, bodies, 1, "bench-paced", rate=200.0)
+
+    assert (run["lost"], run["applied_twice"]) == (0, 0)
+    # offered evenly at 200 a second, the run cannot end before its last body was published
+    assert run["elapsed_s"] >= (len(bodies) - 1) / 200.0
+    assert 0 < run["ack_wait_p50_ms"] <= run["ack_wait_p99_ms"]
+
+
 def test_the_bench_says_what_two_workers_could_reach_on_its_cores_only_when_it_had_them():
     from lora_bridge.bench import speedup_cpu_ceiling
 

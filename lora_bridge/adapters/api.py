@@ -642,7 +642,16 @@ def create_app(bridge: Bridge) -> Starlette:
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Conflict, _conflict)
     app.state.endpoints = table
+    app.state.scrapes = registries  # `add_collector`: what the serving process adds (its MQTT workers)
     return app
+
+
+def add_collector(app: Starlette, collector: Any) -> None:
+    """Answer collector's figures in `/metrics` to every role that may scrape (figures that do not move when
+    an alert comes in or is handled beyond what `tembo_uplinks_stored` already tells)."""
+    scrapes: Scrapes = app.state.scrapes
+    scrapes.live.register(collector)
+    scrapes.delayed.register(collector)
 
 
 def _guarded(bridge: Bridge, endpoint: Endpoint, requests: Counter) -> Callable[[Request], Awaitable[Response]]:

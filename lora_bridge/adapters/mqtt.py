@@ -44,6 +44,7 @@ from lora_bridge.adapters.mqtt_hand_in import (
     OneByOne,
     bridge_of,
 )
+from lora_bridge.adapters.mqtt_metrics import AckWaits
 from lora_bridge.errors import (
     BrokerUnusable,
     StoreUnavailable,
@@ -215,6 +216,7 @@ class MqttIngest:
         self.acknowledged = 0
         self.ignored = 0
         self.kept = 0
+        self.ack_waits = AckWaits()  # from a message's arrival to its PUBACK (`/metrics`, the bench)
         self.threads = max(1, threads)
         bridge = bridge_of(ingest)
         if bridge is not None:
@@ -223,7 +225,7 @@ class MqttIngest:
         else:
             self._writer = OneByOne(self.ingest)
             self._hand_in = HandInThreads(self._hand_in_one, self.threads, "tembo-mqtt")
-        self._in_flight: deque[list[Any]] = deque()  # [mid, qos, done] in arrival order
+        self._in_flight: deque[list[Any]] = deque()  # [mid, qos, done, arrived (monotonic)] in arrival order
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -306,6 +308,10 @@ class MqttIngest:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def is_connected(self) -> bool:
+        """True while the worker holds its broker session (connected and subscribed)."""
+        return self._connected.is_set()
+
     def wait_connected(self, timeout_s: float) -> bool:
         """True once connected and subscribed (again, after a reconnect) within timeout_s."""
         return self._connected.wait(timeout_s)
@@ -364,7 +370,7 @@ class MqttIngest:
             log.info("MQTT message left to the broker: the worker is stopping", extra={"topic": message.topic[:200]})
             return
         self.received += 1
-        entry = [message.mid, message.qos, False]
+        entry = [message.mid, message.qos, False, time.monotonic()]
         with self._lock:
             self._in_flight.append(entry)
         routed = route(message.topic)
@@ -464,14 +470,17 @@ class MqttIngest:
 
     def _done_all(self, entries: list[list[Any]]) -> None:
         """Mark entries done and send every PUBACK that is now due, in arrival order."""
+        waits = []
         with self._lock:
             for entry in entries:
                 entry[2] = True
             while self._in_flight and self._in_flight[0][2]:
-                mid, qos, _ = self._in_flight.popleft()
+                mid, qos, _, arrived = self._in_flight.popleft()
                 if qos > 0:
                     self.client.ack(mid, qos)
                 self.acknowledged += 1
+                waits.append(time.monotonic() - arrived)
+        self.ack_waits.observe(waits)
 
 
 def _context(routed: Routed) -> dict[str, str | None]:
