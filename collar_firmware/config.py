@@ -73,19 +73,6 @@ KEY_STATE = "state"
 KEY_VERIFIED = "verified"  # SHA-256 digests of signatures this collar has checked (trust.py)
 
 
-def battery_percent(battery_mv):
-    """Return the charge left (0..100 %) of the reference pack at battery_mv, from BATTERY_CURVE."""
-    curve = BATTERY_CURVE
-    if battery_mv >= curve[0][0]:
-        return 100
-    for i in range(1, len(curve)):
-        mv_hi, pct_hi = curve[i - 1]
-        mv_lo, pct_lo = curve[i]
-        if battery_mv >= mv_lo:
-            return pct_lo + (battery_mv - mv_lo) * (pct_hi - pct_lo) // (mv_hi - mv_lo)
-    return 0
-
-
 def defaults():
     """Return a fresh dict of the default settings."""
     out = {}

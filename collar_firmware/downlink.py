@@ -16,8 +16,6 @@ ACK_OK = codec.ack_code("ok")
 ACK_UNKNOWN_COMMAND = codec.ack_code("unknown_command")
 ACK_MALFORMED = codec.ack_code("malformed")
 ACK_OUT_OF_RANGE = codec.ack_code("out_of_range")
-ACK_UNKNOWN_SETTING = codec.ack_code("unknown_setting")
-ACK_BUSY = codec.ack_code("busy")
 ACK_REFUSED = codec.ack_code("refused")
 
 # The tracking command is bounded like the tracking_minutes setting it overrides.

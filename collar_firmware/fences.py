@@ -5,11 +5,8 @@ it. The flash record lists each complete fence as (id u8, kind u8, n u8, n x (la
 sealed with a CRC (records.py). Results are ack codes of the codec table.
 """
 
-from collar_firmware import codec, config, geo, records
-
-_ACK_OK = codec.ack_code("ok")
-_ACK_MALFORMED = codec.ack_code("malformed")
-_ACK_OUT_OF_RANGE = codec.ack_code("out_of_range")
+from collar_firmware import config, geo, records
+from collar_firmware.downlink import ACK_MALFORMED, ACK_OK, ACK_OUT_OF_RANGE
 
 
 class Fences:
@@ -33,30 +30,30 @@ class Fences:
         self.slots = [None] * config.MAX_FENCES
         self._building = None
         self.save()
-        return _ACK_OK
+        return ACK_OK
 
     def part(self, fence_id, kind, first_index, lats, lons, last):
         """Receive points first_index.. of a fence polygon (degrees); return (ack code, installed):
         installed is True when the last part closed a fence (the caller then saves)."""
         if fence_id >= config.MAX_FENCES or first_index + len(lats) > config.MAX_FENCE_POINTS:
-            return _ACK_OUT_OF_RANGE, False
+            return ACK_OUT_OF_RANGE, False
         if first_index == 0:
             building = geo.Fence(fence_id, kind, config.MAX_FENCE_POINTS)
         else:
             building = self._building
             if building is None or building.fence_id != fence_id or building.kind != kind \
                     or building.n != first_index:
-                return _ACK_MALFORMED, False
+                return ACK_MALFORMED, False
         for i in range(len(lats)):
             building.set_point(first_index + i, geo.lat_raw(lats[i]), geo.lon_raw(lons[i]))
         if not last:
             self._building = building
-            return _ACK_OK, False
+            return ACK_OK, False
         self._building = None
         if not building.close():
-            return _ACK_MALFORMED, False
+            return ACK_MALFORMED, False
         self.slots[fence_id] = building
-        return _ACK_OK, True
+        return ACK_OK, True
 
     def save(self):
         """Write the complete fences to flash."""

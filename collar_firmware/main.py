@@ -141,11 +141,6 @@ class Collar:
         self._configure_imu()
         self.update = UpdateAgent(self)
 
-    @property
-    def pos_n(self):
-        """Return the number of fixes waiting in the position buffer."""
-        return self.positions.n
-
     def _now(self, fallback):
         try:
             return self.hal.clock.now_s()

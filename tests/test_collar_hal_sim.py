@@ -6,8 +6,8 @@ from array import array
 
 import pytest
 
-from collar_firmware.config import battery_percent
 from collar_firmware.geo import METRES_PER_DEGREE, metres_per_degree_lon
+from simulator.battery_curve import battery_percent
 from simulator.hal_sim import (
     PowerCut,
     SimClock,

@@ -79,7 +79,7 @@ def test_a_flash_that_refuses_every_position_holds_what_fits_and_the_collar_goes
 
     world.flash.write = refuse_positions
     world.run_for(8 * HOUR + 60)
-    assert world.collar.pos_n == config.MAX_POSITIONS_PER_UPLINK
+    assert world.collar.positions.n == config.MAX_POSITIONS_PER_UPLINK
     assert world.collar.fix_s == world.now_s - world.now_s % HOUR, "fixes go on (the risk rules get them)"
     assert world.collar.errors[main.ERR_GNSS] == 0, "a full position buffer is not a GNSS fault"
     assert len(world.decoded("activity")) >= 30, "the duty cycle went on"

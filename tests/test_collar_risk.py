@@ -442,7 +442,7 @@ def test_one_low_reading_is_not_a_battery_alert_and_recovery_clears_it():
 
 
 def test_battery_is_read_against_the_discharge_curve():
-    from collar_firmware.config import battery_percent
+    from simulator.battery_curve import battery_percent
 
     assert battery_percent(3700) == 100
     assert battery_percent(3500) == 50

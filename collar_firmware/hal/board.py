@@ -217,8 +217,7 @@ class FileStorage(Storage):
         for c in key if ok else "":
             ok = ok and (c.isalpha() or c.isdigit() or c in "_-.")
         if not ok:
-            raise ValueError("storage key must be 1..31 of letters, digits, '_', '-', '.', not starting with '.' nor "
-                             "ending in '.tmp', got %r" % (key,))
+            raise ValueError("storage key %r: 1..31 letters, digits, '_-.', no leading '.' nor '.tmp' end" % (key,))
 
     def read(self, key):
         """Return the bytes stored under key, or None."""
