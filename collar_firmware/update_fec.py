@@ -7,17 +7,22 @@ power-of-two M drawn modulo M + 1). The bridge encodes with the same function
 (lora_bridge/updates/fec.py), so a collar that missed a few fragments rebuilds them.
 
 `FecDecoder` rebuilds in bounded memory: data fragments and parity rows go straight to flash (the
-store); RAM holds one bit per fragment and, per parity row kept (at most MAX_ROWS), a bit set over
-the fragments (a bytearray: no big integers). RAM: 2 * M / 8 + rows * (M / 8 + ~40) bytes, plus one
-fragment being XORed; flash: one record per fragment and per row. docs/updates.md has figures.
+store). As LoRa Alliance reference decoders do, the data fragments still missing when the first parity
+fragment comes become the matrix's columns (their indices kept, 2 bytes each); a parity row XORs in the
+fragments already held at once and keeps a bit set over the columns only (a bytearray: no big
+integers). RAM: 2 * M / 8 + 2 * C + rows * (C / 8 + ~40) bytes for C columns (C <= M), at most
+_MAX_ROWS rows, plus one fragment being XORed; flash: one record per fragment and per row.
+docs/updates.md has figures.
 Runs on MicroPython and CPython.
 """
+
+from array import array
 
 from collar_firmware.compat import const
 
 MAX_FRAGMENTS = const(1024)  # a 48 KB image in 48-byte fragments; the setup is refused beyond
 MAX_FRAG_SIZE = const(240)
-_MAX_ROWS = const(512)  # parity rows held at once (a bit mask of RAM each, the data in flash)
+_MAX_ROWS = const(512)  # parity rows held at once (a bit set over the columns in RAM each, the data in flash)
 _SOLVE_XORS_PER_STEP = const(512)  # fragment XORs a stepped solve() spends per call (the collar: per wake-up)
 
 
@@ -70,11 +75,13 @@ def _lowest(mask):
 
 class FecDecoder:
     """Rebuild nb_frag fragments of frag_size bytes into store, which has write(i, data),
-    read(i) -> bytes for fragments and write_row(p, data), read_row(p) for parity rows.
+    read(i) -> bytes for fragments and write_row(i, data), read_row(i) for parity rows (i: the row's pivot).
 
-    Parity rows are kept in echelon form: each row's lowest missing fragment is its pivot and
-    no two rows share one; a row's data lives in flash, its bit mask in RAM. Fragments that
-    arrive later are taken out of rows lazily (their data is XORed in when a row is used). When
+    The first parity fragment makes the fragments then missing the columns (`cols`, ascending);
+    parity rows are kept in echelon form over them: each row's lowest unknown column is its pivot
+    and no two rows share one; a row's data lives in flash (under its pivot's fragment index), its
+    bit set in RAM. A column whose data fragment arrives later (a unicast repair) is taken out of rows
+    lazily (its data is XORed in when a row is used), at once from the row it is the pivot of. When
     there are as many rows as missing fragments, back-substitution from the highest pivot down
     writes each missing fragment once: at once inside add(), or, for a stepped decoder (the
     collar's), in solve() calls of bounded work (`solving` is True until the last is written)."""
@@ -88,13 +95,14 @@ class FecDecoder:
         self.store = store
         self.have = bytearray((nb_frag + 7) // 8)
         self.missing = nb_frag
-        self.rows = {}  # pivot fragment index -> bytearray bit set over fragments (data in flash)
+        self.cols = None  # the data fragments missing at the first parity fragment: the matrix's columns
+        self.rows = {}  # pivot's fragment index -> bytearray bit set over the columns (data in flash)
         self.received = 0  # distinct fragments taken (TS004 NbFragReceived): a repeat of one is not counted
         self.parity_heard = bytearray((nb_frag + 7) // 8)  # parity fragments nb_frag+1 .. 2*nb_frag heard
         self.dropped_rows = 0
         self.stepped = stepped
         self.solving = False  # every missing fragment is a pivot; solve() writes them
-        self.next_pivot = nb_frag - 1  # solve()'s cursor: no pivot lies above it
+        self.next_pivot = 0  # solve()'s cursor: no pivot column lies above it (set with the columns)
 
     def has(self, i):
         """Return True when fragment i (0-based) is in the store."""
@@ -126,27 +134,50 @@ class FecDecoder:
                     return False
                 self.parity_heard[k >> 3] |= 1 << (k & 7)
             self.received += 1
-            mask = bytearray(len(self.have))
-            for j in parity_row(n - m, m):
-                mask[j >> 3] |= 1 << (j & 7)
-            self._insert(mask, bytearray(data))
+            self._insert(*self._row(n, data))
         if self.missing and len(self.rows) == self.missing:
             self.solving = True
             if not self.stepped:
                 self.solve(0)
         return self.missing == 0
 
+    def _row(self, n, data):
+        """Return (bit set over the columns, data) of parity fragment n, the fragments held when the columns
+        were made XORed in (the first parity fragment makes them: fragment j is column c when cols[c] == j)."""
+        m = self.nb_frag
+        cols = self.cols
+        if cols is None:
+            cols = self.cols = array("H")
+            for i in range(m):
+                if not self.has(i):
+                    cols.append(i)
+            self.next_pivot = len(cols) - 1
+        last = len(cols) - 1
+        mask = bytearray(last // 8 + 1)
+        acc = bytearray(data)
+        c = 0
+        for j in parity_row(n - m, m):  # both ascending: one walk
+            while c < last and cols[c] < j:
+                c += 1
+            if cols[c] == j:
+                mask[c >> 3] |= 1 << (c & 7)
+            else:
+                xor_into(acc, self.store.read(j))
+        return mask, acc
+
     def _insert(self, mask, acc):
         """Reduce a row by known fragments and held rows; keep it when a new pivot is left."""
         rows = self.rows
+        cols = self.cols
         p = _lowest(mask)
         while p >= 0:
-            if self.has(p):
-                xor_into(acc, self.store.read(p))
+            i = cols[p]
+            if self.has(i):
+                xor_into(acc, self.store.read(i))
                 mask[p >> 3] ^= 1 << (p & 7)
-            elif p in rows:
-                xor_into(acc, self.store.read_row(p))
-                xor_into(mask, rows[p])
+            elif i in rows:
+                xor_into(acc, self.store.read_row(i))
+                xor_into(mask, rows[i])
             else:
                 break
             p = _lowest(mask)
@@ -155,33 +186,35 @@ class FecDecoder:
         if len(rows) >= _MAX_ROWS:
             self.dropped_rows += 1
             return
-        self.store.write_row(p, acc)
-        rows[p] = mask
+        self.store.write_row(i, acc)
+        rows[i] = mask
 
     def solve(self, budget=_SOLVE_XORS_PER_STEP):
-        """Back-substitute from the highest pivot down, each missing fragment written once, until
+        """Back-substitute from the highest pivot column down, each missing fragment written once, until
         the pivot that spends `budget` fragment XORs (0: no bound); return True when the file is
         complete. The order, so the bytes, are those of a solve at once. The pivots are found by one
-        walk down the fragment indices over all calls (no rows are added while solving)."""
+        walk down the columns over all calls (no rows are added while solving)."""
         rows = self.rows
+        cols = self.cols
         spent = 0
         p = self.next_pivot
         while self.solving:
-            while p not in rows:
+            while cols[p] not in rows:
                 p -= 1
-            mask = rows.pop(p)
-            acc = bytearray(self.store.read_row(p))
+            i = cols[p]
+            mask = rows.pop(i)
+            acc = bytearray(self.store.read_row(i))
             for byte_index in range(len(mask)):
                 b = mask[byte_index]
                 q = 8 * byte_index
                 while b:
                     if b & 1 and q != p:
-                        xor_into(acc, self.store.read(q))
+                        xor_into(acc, self.store.read(cols[q]))
                         spent += 1
                     b >>= 1
                     q += 1
-            self.store.write(p, acc)
-            self.have[p >> 3] |= 1 << (p & 7)
+            self.store.write(i, acc)
+            self.have[i >> 3] |= 1 << (i & 7)
             self.missing -= 1
             self.solving = self.missing > 0
             if budget and spent >= budget:

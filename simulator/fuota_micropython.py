@@ -3,6 +3,8 @@
 `decode_under_micropython(image, frag_size, heard)` feeds the fragments a collar heard to the real
 update_fec.FecDecoder writing into a flash of the guest (update_install.SlotStore) and returns the SHA-256
 of the rebuilt image and the peak heap the decoding took (gc.mem_alloc() over its baseline).
+`decoder_heap_under_micropython(...)` measures what the decoder itself holds (its flash a buffer made
+before it), the figure the collar's RAM bound is about.
 `verify_fuel(...)` runs one Ed25519 check step by step (trust.Trust as the loop does) and returns
 the fuel of the steps, the collections between them left out. `update_costs(image)` is what
 `tembo bench fuota` reports.
@@ -22,6 +24,7 @@ from simulator import micropython_runner
 
 FUEL = micropython_runner.MAX_FUEL
 CHUNK = 4  # fragments per run(), a collection after each run
+READ_BACK = 16  # rebuilt fragments read back from the guest a run
 IDLE_RUNS = 4  # runs of an idle step; the cheapest (a warm one) is what a step's run costs around the call
 
 _GUEST = """
@@ -46,8 +49,9 @@ def note():
         peak[0] = a
 state_peak = [0]
 def note_state():
-    # the decoder's own RAM: its bit per fragment and one bit set per parity row held
-    n = len(dec.have)
+    # the decoder's own RAM: its bit per fragment, its column index (2 bytes a column) and one bit set per
+    # parity row held
+    n = len(dec.have) + (2 * len(dec.cols) if dec.cols is not None else 0)
     for m in dec.rows.values():
         n += len(m)
     if n > state_peak[0]:
@@ -132,7 +136,8 @@ def heard_fragments(image: bytes, frag_size: int, loss: float, seed: int) -> tup
 
 def decode_under_micropython(nb_frag: int, frag_size: int, heard: list[tuple[int, bytes]]) -> tuple[bytes, int]:
     """Return (SHA-256 of the padded image rebuilt under MicroPython, the largest state the decoder
-    held in bytes: its bit per fragment plus one bit set per parity row, counted between fragments)."""
+    held in bytes: its bit per fragment, its column index and one bit set per parity row, counted between
+    fragments)."""
     session = _Session()
     try:
         session.run("flash = Flash()\n"
@@ -155,6 +160,54 @@ def decode_under_micropython(nb_frag: int, frag_size: int, heard: list[tuple[int
         raise RuntimeError("the collar under MicroPython did not rebuild the image")
     # the simulated flash sits in the guest heap: leave its records (at their final size) out
     return hashlib.sha256(rebuilt).digest(), int(state)
+
+
+_FIXED_FLASH = """
+class FixedFlash:
+    # a slot's fragments ("s1f<i>") and rows ("s1p<i>"), each a record of frag_size bytes made before the
+    # decoder and replaced by one of the same size: the heap's growth past them is the decoder's alone
+    def __init__(self, nb_frag, frag_size):
+        self.nb_frag = nb_frag
+        self.records = [bytes(frag_size) for _ in range(2 * nb_frag)]
+    def _at(self, key):
+        return (self.nb_frag if key[2] == 'p' else 0) + int(key[3:])
+    def read(self, key):
+        return self.records[self._at(key)]
+    def write(self, key, data):
+        self.records[self._at(key)] = data
+"""
+
+
+def decoder_heap_under_micropython(nb_frag: int, frag_size: int, heard: list[tuple[int, bytes]]) -> dict:
+    """Return what the collar's decoder holds in RAM under MicroPython while it takes `heard` and solves:
+    `decoder_heap_bytes`, the most gc.mem_alloc() stood, collected after every CHUNK fragments and every
+    solve() call, above the heap before the decoder was made (the slot's flash is one buffer made before it:
+    its bit sets, rows, column map and objects, no flash); `rows_held` at the solve, `rows_dropped`,
+    `matrix_memory_short` (a row was dropped for want of RAM), `complete` and `sha256` of the rebuilt
+    fragments."""
+    session = _Session()
+    try:
+        session.run(_FIXED_FLASH + f"flash = FixedFlash({nb_frag}, {frag_size})")
+        session.run("collect()\nbase = gc.mem_alloc()")
+        session.run(f"dec = update_fec.FecDecoder({nb_frag}, {frag_size}, update_install.SlotStore(flash, 1), True)")
+        most = 0
+        for i in range(0, len(heard), CHUNK):
+            session.run(f"feed({heard[i:i + CHUNK]!r})")
+            most = max(most, int(session.run("collect()\nprint(gc.mem_alloc() - base)")[0]))
+        out, _ = session.run("print(len(dec.rows), dec.dropped_rows, int(dec.dropped_rows > 0))")
+        while session.run("print(dec.solving)")[0].strip() == "True":
+            session.run("dec.solve()")
+            most = max(most, int(session.run("collect()\nprint(gc.mem_alloc() - base)")[0]))
+        done = session.run("print(dec.complete())")[0].strip() == "True"
+        rebuilt = hashlib.sha256()
+        for i in range(0, nb_frag, READ_BACK):  # the interpreter hands back a few kilobytes of text a run
+            hexed, _ = session.run(f"print(b''.join(flash.records[{i}:{min(i + READ_BACK, nb_frag)}]).hex())")
+            rebuilt.update(bytes.fromhex(hexed.strip()))
+    finally:
+        session.close()
+    held, dropped, short = (int(v) for v in out.split())
+    return {"decoder_heap_bytes": most, "rows_held": held, "rows_dropped": dropped, "matrix_memory_short": bool(short),
+            "complete": done, "sha256": rebuilt.digest()}
 
 
 def verify_fuel(public_key: bytes, message: bytes, signature: bytes) -> tuple[bool, int, int, int]:
@@ -191,11 +244,13 @@ def verify_fuel(public_key: bytes, message: bytes, signature: bytes) -> tuple[bo
 
 
 def update_costs(image: bytes, public_key: bytes, frag_size: int = 112, loss: float = 0.1, seed: int = 1) -> dict:
-    """Peak heap of the decoding and fuel of the image's signature check (by public_key), under MicroPython."""
+    """Peak heap of the decoding, the decoder's own heap (`decoder_heap_bytes`, decoder_heap_under_micropython)
+    and fuel of the image's signature check (by public_key), under MicroPython."""
     from collar_firmware import trust, update_image
 
     nb_frag, padding, heard = heard_fragments(image, frag_size, loss, seed)
     digest, peak = decode_under_micropython(nb_frag, frag_size, heard)
+    held = decoder_heap_under_micropython(nb_frag, frag_size, heard)
     rebuilt_ok = digest == hashlib.sha256(image + bytes(padding)).digest()
     h = update_image.parse_header(image)
     message = trust.SIG_CONTEXT + trust.digest(image[:h.signed_len])
@@ -204,5 +259,6 @@ def update_costs(image: bytes, public_key: bytes, frag_size: int = 112, loss: fl
 
     return {"peak_update_heap_bytes": step_peak, "update_heap_bound_bytes": GC_BUDGET_BYTES,
             "peak_update_heap_within_bound": step_peak <= GC_BUDGET_BYTES, "decoder_state_bytes": peak,
+            "decoder_heap_bytes": held["decoder_heap_bytes"],
             "verify_fuel": fuel, "verify_steps": steps,
             "verified_under_micropython": ok, "rebuilt_identical_under_micropython": rebuilt_ok}
