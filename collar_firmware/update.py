@@ -359,6 +359,9 @@ class UpdateAgent:
         values = {"received_and_index": index << 14 | (held and (d.received if d is not None else self.frag_received)) & 0x3FFF,
                   "missing": held and min(self.still_needed(), 255), "session_does_not_exist": not held,
                   "mic_error": held and self.frag_mic_error}
+        # a parity row dropped for want of RAM (update_fec._MATRIX_BYTES): TS004 v1.0.0's NotEnoughMatrixMemory, v2.0.0's
+        # MemoryError; the session then needs data fragments
+        values["not_enough_matrix_memory"] = values["memory_error"] = held and d is not None and d.dropped_rows > 0
         values["session"] = (values,) if held else ()  # v2.0.0's Received&index and MissingFrag
         self._answer("frag_session_status_ans", values, self.frag_version)
 

@@ -10,8 +10,8 @@ power-of-two M drawn modulo M + 1). The bridge encodes with the same function
 store). As LoRa Alliance reference decoders do, the data fragments still missing when the first parity
 fragment comes become the matrix's columns (their indices kept, 2 bytes each); a parity row XORs in the
 fragments already held at once and keeps a bit set over the columns only (a bytearray: no big
-integers). RAM: 2 * M / 8 + 2 * C + rows * (C / 8 + ~40) bytes for C columns (C <= M), at most
-_MAX_ROWS rows, plus one fragment being XORed; flash: one record per fragment and per row.
+integers). RAM: 2 * M / 8 + 2 * C + rows * (C / 8 + _ROW_BYTES) bytes for C columns (C <= M), the rows'
+part at most _MATRIX_BYTES, plus one fragment being XORed; flash: one record per fragment and per row.
 docs/updates.md has figures.
 Runs on MicroPython and CPython.
 """
@@ -22,7 +22,11 @@ from collar_firmware.compat import const
 
 MAX_FRAGMENTS = const(1024)  # a 48 KB image in 48-byte fragments; the setup is refused beyond
 MAX_FRAG_SIZE = const(240)
-_MAX_ROWS = const(512)  # parity rows held at once (a bit set over the columns in RAM each, the data in flash)
+# the parity rows' RAM (their bit sets, the data in flash) is bounded as a wake-up's garbage is: the collar's heap
+# holds at most the matrix and one wake-up's allocations; a row beyond is dropped and FragSessionStatusAns says
+# NotEnoughMatrixMemory (the session then needs data fragments: each frees a column)
+_MATRIX_BYTES = const(24 * 1024)  # compat.GC_BUDGET_BYTES (const() folds only a literal: a test pins it)
+_ROW_BYTES = const(48)  # a row's RAM besides its bit set: the bytearray's object, its blocks' rounding, its dict slot
 _SOLVE_XORS_PER_STEP = const(512)  # fragment XORs a stepped solve() spends per call (the collar: per wake-up)
 
 
@@ -183,7 +187,7 @@ class FecDecoder:
             p = _lowest(mask)
         if p < 0:
             return
-        if len(rows) >= _MAX_ROWS:
+        if (len(rows) + 1) * (len(mask) + _ROW_BYTES) > _MATRIX_BYTES:
             self.dropped_rows += 1
             return
         self.store.write_row(i, acc)
