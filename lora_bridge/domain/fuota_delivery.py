@@ -1102,6 +1102,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         collar.complete = collar.missing == 0
         if row.state == CLOSED and collar.missing:  # answered after the rounds: a straggler, by unicast
             row.state = STRAGGLERS
+        if collar.missing and (fields.get("not_enough_matrix_memory") or fields.get("memory_error")):
+            _matrix_full(session, row, device_id, collar.missing)
     return []
 
 
@@ -1170,6 +1172,22 @@ def _mic_refused(session: Session, row: FuotaSession, device_id: str) -> None:
     if collar is not None and collar.state == "sending":
         campaigns.fail_collar(session, session.get(UpdateCampaign, row.campaign_id), collar,
                               "the rebuilt image is not the one sent (TS004 v2.0.0 MICError)")
+
+
+def _matrix_full(session: Session, row: FuotaSession, device_id: str, missing: int) -> None:
+    """The collar dropped a parity row for want of RAM (TS004 v1.0.0's NotEnoughMatrixMemory, v2.0.0's MemoryError):
+    its matrix holds no more rows, so no parity, multicast or unicast, can rebuild the fragments it misses; failed with
+    that reason at once (it would have waited for its time to run out, its fair use spent on parity it drops)."""
+    collar = session.scalars(select(CampaignCollar).where(CampaignCollar.campaign_id == row.campaign_id,
+                                                          CampaignCollar.device_id == device_id)).first()
+    log.warning("FEC matrix full device_id=%s campaign_id=%d: %d fragments missing", device_id, row.campaign_id,
+                missing, extra={"device_id": device_id, "campaign_id": row.campaign_id})
+    if collar is not None and collar.state == "sending":
+        campaigns.fail_collar(session, session.get(UpdateCampaign, row.campaign_id), collar,
+                              f"FEC matrix full: {missing} fragments missing",
+                              detail=f"it missed {missing} fragments, more than its RAM holds parity rows for "
+                                     "(TS004 NotEnoughMatrixMemory); a campaign that sends it the image again "
+                                     "starts it afresh")
 
 
 def record_result(session: Session, device_id: str, result: str) -> None:
