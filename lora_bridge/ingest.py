@@ -373,6 +373,9 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
     """Record what raw holds and claim its dedup key; the first copy's id when another copy has it.
     first_heard: the collar was created in this unit of work, so no stored body holds a key of its
     (collars are never deleted, and a body's key is claimed in the transaction that has its collar)."""
+    gateways = [{"gateway_id": g.gateway_id, "rssi_dbm": g.rssi_dbm, "snr_db": g.snr_db} for g in uplink.gateways]
+    if len(gateways) > 1:
+        gateways = _kept_gateways(gateways, device_id, uplink.f_cnt)
     bulk.set_values(raw, {
         "device_id": device_id,
         "session": session_number,
@@ -380,7 +383,7 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
         "f_cnt": uplink.f_cnt,
         "payload": uplink.payload,
         "heard_at": uplink.heard_at,
-        "gateways": [{"gateway_id": g.gateway_id, "rssi_dbm": g.rssi_dbm, "snr_db": g.snr_db} for g in uplink.gateways],
+        "gateways": gateways,
         "best_rssi_dbm": uplink.best_rssi_dbm,
         "best_snr_db": uplink.best_snr_db,
         "spreading_factor": uplink.spreading_factor,
@@ -484,18 +487,31 @@ def _first_copy(session: Session, key: str) -> RawUplink | None:
 
 
 def _merge_gateways(session: Session, first: RawUplink, copy: RawUplink) -> None:
-    """The gateways of copy that first lacks added to first's, in the order heard, and the best signal
-    of them all. A first copy stored before this unit of work (the copies of one uplink handed to two
-    workers meet in different batches) takes them as one of the transaction's merges written together
-    (`gateway_merges`)."""
+    """The gateways of copy that first lacks added to first's, in the order heard, at most
+    `gateway_merges.GATEWAYS_KEPT` of them (a copy naming only gateways first holds adds nothing), and
+    the best signal of them all. A first copy stored before this unit of work (the copies of one uplink
+    handed to two workers meet in different batches) takes them as one of the transaction's merges
+    written together (`gateway_merges`)."""
     known = {g.get("gateway_id") for g in first.gateways or []}
-    merged = list(first.gateways or [])
-    merged.extend(g for g in copy.gateways or [] if g.get("gateway_id") not in known)
-    rssi = [g["rssi_dbm"] for g in merged if g.get("rssi_dbm") is not None]
-    snr = [g["snr_db"] for g in merged if g.get("snr_db") is not None]
+    added = [g for g in copy.gateways or [] if g.get("gateway_id") not in known]
+    if not added:
+        return
+    merged = _kept_gateways(list(first.gateways or []) + added, first.device_id, first.f_cnt)
+    rssi = [g["rssi_dbm"] for g in added + merged if g.get("rssi_dbm") is not None]
+    snr = [g["snr_db"] for g in added + merged if g.get("snr_db") is not None]
     gateway_merges.set_merged(session, first, {
         "gateways": merged, "best_rssi_dbm": max(rssi) if rssi else first.best_rssi_dbm,
         "best_snr_db": max(snr) if snr else first.best_snr_db})
+
+
+def _kept_gateways(gateways: list[dict[str, Any]], device_id: str | None, f_cnt: int | None) -> list[dict[str, Any]]:
+    """The gateways a raw row keeps of gateways (`gateway_merges.kept_gateways`); those left out counted in the log."""
+    kept, left_out = gateway_merges.kept_gateways(gateways)
+    if left_out:
+        log.info("gateways left out device_id=%s f_cnt=%s: %d beyond the %d strongest kept", device_id, f_cnt,
+                 left_out, gateway_merges.GATEWAYS_KEPT,
+                 extra={"device_id": device_id, "f_cnt": f_cnt, "gateways_left_out": left_out})
+    return kept
 
 
 def dead_letter(

@@ -12,6 +12,10 @@ as ONE `UPDATE ... FROM unnest(...)`, on SQLite as one executemany on its driver
 `held_writes` says held changes go in (a read of `raw_uplinks`, any change, a savepoint's start, the
 commit). The rows were read FOR UPDATE (`ingest.claim_key`, `pipeline.read_batch`) and stay locked
 until the commit, so copies merged by two workers still never overwrite each other's gateways.
+
+A row holds each gateway once and at most `GATEWAYS_KEPT` of them (`kept_gateways`): the strongest. Until
+7 December every copy added its gateways with no cap, and forty copies of one uplink posted by a hostile
+sender, each naming thirty gateways, made one raw row 748 KB.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from lora_bridge.store import bulk, driver_rows, held_writes
 from lora_bridge.store.json_columns import json_text
 from lora_bridge.store.tables import RawUplink
 
+# The gateways a raw row keeps of one uplink: a real uplink is heard by a handful; the strongest are kept
+GATEWAYS_KEPT = 16
 # The columns a merge sets
 MERGED_COLUMNS = ("gateways", "best_rssi_dbm", "best_snr_db")
 _RAW_TABLE = RawUplink.__table__
@@ -81,3 +87,27 @@ def set_merged(session: Session, row: RawUplink, values: dict[str, Any]) -> None
 def _float_or_none(value: Any) -> float | None:
     """A number as a float (one array of double precision binds only floats), None as it is."""
     return None if value is None else float(value)
+
+
+def kept_gateways(gateways: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Each gateway of gateways once (its first reception), at most `GATEWAYS_KEPT`: beyond them the
+    strongest (best RSSI, then best SNR, then first heard), in the order heard; and how many were left out."""
+    if len(gateways) < 2:
+        return gateways, 0
+    seen: set[Any] = set()
+    once = []
+    for gateway in gateways:
+        gateway_id = gateway.get("gateway_id")
+        if gateway_id not in seen:
+            seen.add(gateway_id)
+            once.append(gateway)
+    if len(once) <= GATEWAYS_KEPT:
+        return once, 0
+    strongest = sorted(range(len(once)), key=lambda i: (-_signal(once[i], "rssi_dbm"), -_signal(once[i], "snr_db"), i))
+    return [once[i] for i in sorted(strongest[:GATEWAYS_KEPT])], len(once) - GATEWAYS_KEPT
+
+
+def _signal(gateway: dict[str, Any], name: str) -> float:
+    """A gateway's RSSI or SNR, the weakest possible when it has none."""
+    value = gateway.get(name)
+    return float("-inf") if value is None else float(value)
