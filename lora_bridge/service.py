@@ -86,7 +86,7 @@ from lora_bridge.rules_file import RulesFile, RulesFileWatch, one_line, read_rul
 from lora_bridge.settings import BridgeSettings, InvalidSettings, load_settings
 from lora_bridge.store import bulk, retention, write_lock
 from lora_bridge.store.database import Database, open_database
-from lora_bridge.store.retention import Compaction
+from lora_bridge.store.retention import Compaction, DeadLetterCompaction
 from lora_bridge.store.tables import (
     IS_AN_ANIMAL,
     ActivitySummary,
@@ -1476,6 +1476,17 @@ class Bridge:
             freed += step.bytes_freed
             if step.bodies_cleared == step.duplicates_deleted == 0:
                 return Compaction(bodies_cleared=cleared, duplicates_deleted=deleted, bytes_freed=freed)
+
+    def compact_dead_letters(self, now: datetime | None = None) -> DeadLetterCompaction:
+        """Compact dead letters (`retention.compact_dead_letters`, all of them, in short batches)."""
+        replayed_before = (as_utc(now) if now else utc_now()) - timedelta(days=self.settings.dead_letter_retention_days)
+        deleted = trimmed = freed = 0
+        while True:
+            with self.db.write() as session:
+                step = retention.compact_dead_letters(session, replayed_before, self.settings.dead_letter_body_budget_bytes)
+            deleted, trimmed, freed = deleted + step.letters_deleted, trimmed + step.bodies_trimmed, freed + step.bytes_freed
+            if step.letters_deleted == step.bodies_trimmed == 0:
+                return DeadLetterCompaction(letters_deleted=deleted, bodies_trimmed=trimmed, bytes_freed=freed)
 
     def store_size(self) -> dict[str, int]:
         """The store's size in bytes: store_bytes (allocated) and used_bytes."""

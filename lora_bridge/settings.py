@@ -153,6 +153,11 @@ class BridgeSettings(BaseSettings):
 
     # Raw bodies of applied uplinks are kept this long, then compacted (lora_bridge.store.retention).
     raw_retention_days: float = Field(default=30.0, gt=0)
+    # Dead letters replayed after a fix are deleted this long after their replay; a letter still waiting is
+    # never deleted, but beyond this budget of its bodies' bytes the largest are trimmed to their first bytes,
+    # the fact written in the letter's reason (lora_bridge.store.retention, `tembo bridge compact`).
+    dead_letter_retention_days: float = Field(default=90.0, gt=0)
+    dead_letter_body_budget_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     # Audit lines (who saw which positions, sign-ins, account changes) are kept this long, then deleted.
     audit_retention_days: float = Field(default=400.0, gt=0)
 

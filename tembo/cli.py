@@ -129,10 +129,13 @@ def _cmd_bridge_compact(args: argparse.Namespace) -> int:
     from lora_bridge.service import Bridge
 
     options = {"raw_retention_days": args.retention_days} if args.retention_days is not None else {}
+    if args.dead_letter_retention_days is not None:
+        options["dead_letter_retention_days"] = args.dead_letter_retention_days
     with Bridge(_bridge_settings(args, **options)) as bridge:
+        letters = bridge.compact_dead_letters()  # first: a letter deleted lets its raw copies be compacted
         report = bridge.compact_raw_bodies()
         stored = bridge.store_size()
-    print(json.dumps({**dataclasses.asdict(report), **stored}))
+    print(json.dumps({**dataclasses.asdict(report), "dead_letters": dataclasses.asdict(letters), **stored}))
     return 0
 
 
@@ -435,9 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", default=argparse.SUPPRESS)
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(func=_cmd_bridge_migrate)
-    compact = bridge_sub.add_parser("compact", help="compact raw bodies older than the retention time")
+    compact = bridge_sub.add_parser("compact", help="compact raw bodies older than the retention time, and dead letters")
     compact.add_argument("--database-url", default=argparse.SUPPRESS)
     compact.add_argument("--retention-days", type=float, default=None)
+    compact.add_argument("--dead-letter-retention-days", type=float, default=None,
+                         help="days a dead letter is kept after its replay (waiting ones are never deleted)")
     compact.set_defaults(func=_cmd_bridge_compact)
     replay = bridge_sub.add_parser(
         "replay", help="apply the waiting dead letters again (after a fix), or a JSON-lines file of network bodies;"

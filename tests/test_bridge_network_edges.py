@@ -64,3 +64,59 @@ def test_a_copy_naming_gateways_the_row_holds_adds_nothing(sqlite_url):
 
     assert [g["gateway_id"] for g in gateways] == ["gw-a", "gw-b", "gw-c"]
 
+
+def test_operators_store_lets_a_flood_of_garbage_dead_letters_go_and_keeps_every_waiting_letter(store_url, caplog):
+    # A broken (or hostile) sender posted forty 250 KiB bodies no reader takes: dead letters whose space
+    # had been kept forever, twice (the letter and its raw row). A real letter waits beside them, and one
+    # replayed after a fix long ago has done its work.
+    from datetime import timedelta
+
+    from sqlalchemy import func, update
+
+    from lora_bridge.store.retention import TRIMMED_BODY_BYTES
+    from lora_bridge.store.tables import DeadLetter
+    from lora_bridge.store.utc import utc_now
+
+    size = 250 * 1024
+    garbage = [Submission("tts", None, b"%02d" % n + b"x" * (size - 2)) for n in range(40)]
+    real = Submission("tts", None, b'{"end_device_ids": {"device_id": "collar-09"}, "uplink_message": 7}')
+    replayed = Submission("tts", None, b"not json, replayed long ago")
+    budget = 1024 * 1024
+    with b.fresh_bridge(store_url, outbox_worker=False, dead_letter_body_budget_bytes=budget,
+                        dead_letter_retention_days=90) as bridge, caplog.at_level(logging.INFO):
+        results = bridge.ingest_batch(garbage + [real, replayed])
+        assert {r.status for r in results} <= {"dead_letter", "kept"}
+        done = [letter for letter in bridge.dead_letters() if letter.body == replayed.body][0]
+        with bridge.db.write() as session:  # a fix applied it 100 days ago
+            session.execute(update(DeadLetter).where(DeadLetter.id == done.dead_letter_id)
+                            .values(replayed_at=utc_now() - timedelta(days=100), replay_result="processed"))
+
+        report = bridge.compact_dead_letters()
+        again = bridge.compact_dead_letters()
+        waiting = bridge.dead_letters()
+        with bridge.db.read() as session:
+            raw_bytes = session.scalar(select(func.sum(func.length(RawUplink.body))))
+
+    assert report.letters_deleted == 1 and again.letters_deleted == again.bodies_trimmed == 0
+    assert len(waiting) == 41, "no letter still waiting is dropped"
+    by_body = {letter.body[:1]: letter for letter in waiting}
+    assert by_body[b"{"].body == real.body and "trimmed" not in by_body[b"{"].reason
+    trimmed = [letter for letter in waiting if "trimmed" in letter.reason]
+    assert len(trimmed) == report.bodies_trimmed > 0
+    assert all(len(letter.body) == TRIMMED_BODY_BYTES and f"of {size} bytes" in letter.reason for letter in trimmed)
+    assert sum(len(letter.body) for letter in waiting) <= budget
+    assert raw_bytes < 2 * budget, "the raw rows of trimmed letters are trimmed with them"
+    assert report.bytes_freed > 30 * 2 * size
+    assert any("dead letter bodies trimmed" in r.getMessage() for r in caplog.records)
+
+
+def test_operator_compacts_dead_letters_from_the_command_line(sqlite_url, capsys):
+    from tembo.cli import main
+
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        bridge.ingest_batch([Submission("tts", None, b"not json")])
+
+    assert main(["bridge", "compact", "--database-url", sqlite_url, "--dead-letter-retention-days", "30"]) == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["dead_letters"] == {"letters_deleted": 0, "bodies_trimmed": 0, "bytes_freed": 0}, "a waiting letter stays"

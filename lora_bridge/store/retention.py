@@ -10,7 +10,14 @@ the retention time it has done its work:
   copy) or of a network event delivered again are deleted; copies of a body that waits as a dead
   letter (the network server's tries of a refused body) stay, counted as its `tries`; a copy that
   a dead letter names (replayed as a copy of an uplink applied meanwhile) keeps its row, not its body;
-- dead letters, bodies kept for inspection and bodies not yet processed are never touched.
+- dead letters, bodies kept for inspection and bodies not yet processed are never touched here.
+
+Dead letters have a retention of their own (`compact_dead_letters`, since 7 December; a flood of 256 KiB
+garbage bodies had kept its space forever, twice: the letter's body and its raw row's): a letter replayed
+after a fix is deleted `dead_letter_retention_days` after its replay; a letter still waiting is never
+deleted, but while the waiting letters' bodies pass `dead_letter_body_budget_bytes`, the largest are
+trimmed to their first `TRIMMED_BODY_BYTES` (the letter, its raw row and that row's copies), and the
+letter's reason says so.
 
 SQLite reuses the freed pages, so the file stops growing rather than shrinking (VACUUM shrinks it);
 PostgreSQL's autovacuum does the same.
@@ -26,6 +33,7 @@ from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from lora_bridge.store.tables import DeadLetter, RawUplink
+from lora_bridge.store.utc import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,9 @@ DUPLICATE_STATUS = "duplicate"
 WAITING_STATUSES = ("dead_letter", "kept")
 # Rows per statement: short write transactions beside a live webhook.
 BATCH_ROWS = 2000
+# What a waiting dead letter's body keeps when the letters' bodies pass their budget: enough to tell
+# what sent it (a JSON body's ids, a Protobuf message's first fields).
+TRIMMED_BODY_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,70 @@ def compact_raw_bodies(session: Session, older_than: datetime, batch_rows: int =
             extra={"bodies_cleared": len(ids), "duplicates_deleted": len(copy_ids), "bytes_freed": freed},
         )
     return Compaction(bodies_cleared=len(ids), duplicates_deleted=len(copy_ids), bytes_freed=freed)
+
+
+@dataclass(frozen=True)
+class DeadLetterCompaction:
+    """What one compaction of dead letters did."""
+
+    letters_deleted: int
+    bodies_trimmed: int
+    bytes_freed: int
+
+
+def compact_dead_letters(session: Session, replayed_before: datetime, body_budget_bytes: int,
+                         batch_rows: int = BATCH_ROWS) -> DeadLetterCompaction:
+    """Delete the dead letters replayed before replayed_before, then trim the largest bodies of the
+    waiting ones to their first `TRIMMED_BODY_BYTES` until their bodies fit body_budget_bytes (at most
+    batch_rows of each per call; call again while it reports work)."""
+    size = func.length(DeadLetter.body)
+    done = session.execute(select(DeadLetter.id, size).where(DeadLetter.replayed_at < replayed_before)
+                           .limit(batch_rows)).all()
+    freed = sum(int(length or 0) for _, length in done)
+    if done:
+        session.execute(delete(DeadLetter).where(DeadLetter.id.in_([letter_id for letter_id, _ in done])))
+    waiting = DeadLetter.replayed_at.is_(None)
+    over = int(session.scalar(select(func.coalesce(func.sum(size), 0)).where(waiting)) or 0) - body_budget_bytes
+    trimmed = 0
+    if over > 0:
+        largest = session.execute(select(DeadLetter.id, DeadLetter.raw_uplink_id, size)
+                                  .where(waiting, size > TRIMMED_BODY_BYTES)
+                                  .order_by(size.desc(), DeadLetter.id).limit(batch_rows)).all()
+        for letter_id, raw_uplink_id, length in largest:
+            if over <= 0:
+                break
+            freed += _trim_letter(session, letter_id, raw_uplink_id, int(length), body_budget_bytes)
+            over -= int(length) - TRIMMED_BODY_BYTES
+            trimmed += 1
+    if done or trimmed:
+        log.warning(
+            "dead letters compacted: %d replayed ones deleted, dead letter bodies trimmed: %d (to their first %d "
+            "bytes, over a budget of %d), %d bytes",
+            len(done), trimmed, TRIMMED_BODY_BYTES, body_budget_bytes, freed,
+            extra={"letters_deleted": len(done), "bodies_trimmed": trimmed, "bytes_freed": freed},
+        )
+    return DeadLetterCompaction(letters_deleted=len(done), bodies_trimmed=trimmed, bytes_freed=freed)
+
+
+def _trim_letter(session: Session, letter_id: int, raw_uplink_id: int | None, length: int, budget: int) -> int:
+    """Trim a waiting letter's body, its raw row's and that row's copies' to their first bytes, and say so
+    in its reason; the bytes freed."""
+    note = (f" [body trimmed on {utc_now():%Y-%m-%d} to its first {TRIMMED_BODY_BYTES} of {length} bytes: "
+            f"the waiting dead letters' bodies passed their budget of {budget} bytes]")
+    session.execute(update(DeadLetter).where(DeadLetter.id == letter_id).values(
+        body=func.substr(DeadLetter.body, 1, TRIMMED_BODY_BYTES), reason=DeadLetter.reason + note))
+    freed = length - TRIMMED_BODY_BYTES
+    if raw_uplink_id is not None:
+        rows = or_(RawUplink.id == raw_uplink_id, RawUplink.duplicate_of == raw_uplink_id)
+        raw_bytes = int(session.scalar(select(func.coalesce(func.sum(func.length(RawUplink.body)), 0)).where(
+            rows, func.length(RawUplink.body) > TRIMMED_BODY_BYTES)) or 0)
+        raw_rows = session.execute(update(RawUplink).where(rows, func.length(RawUplink.body) > TRIMMED_BODY_BYTES)
+                                   .values(body=func.substr(RawUplink.body, 1, TRIMMED_BODY_BYTES))).rowcount
+        freed += raw_bytes - raw_rows * TRIMMED_BODY_BYTES
+    log.info("dead letter body trimmed dead_letter_id=%d raw_uplink_id=%s: %d of %d bytes kept", letter_id,
+             raw_uplink_id, TRIMMED_BODY_BYTES, length,
+             extra={"dead_letter_id": letter_id, "raw_uplink_id": raw_uplink_id, "body_bytes": length})
+    return freed
 
 
 def store_size(session: Session) -> dict[str, int]:
