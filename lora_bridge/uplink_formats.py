@@ -291,6 +291,8 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
             device_id = label(device_id)
     if not device_id:
         device_id = label(path.get("device_id")) or dev_eui
+    elif "device_id" in path:
+        _check_same_device(device_id, dev_eui, path["device_id"])
     if not device_id:
         raise MalformedUplink("missing text field 'device_id' (no end_device_ids and no device in the webhook path)")
     try:
@@ -305,6 +307,19 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
     if not application_id:
         application_id = label(path.get("application_id"))
     return device_id, dev_eui, application_id
+
+
+def _check_same_device(device_id: str, dev_eui: str | None, named: Any) -> None:
+    """Raise MalformedUplink when the MQTT topic's (or webhook path's) device, named, is another collar than
+    the body's `end_device_ids` (its device_id, or its DevEUI for a path that names it by `{{devEUI}}`).
+    The Things Stack publishes a collar's messages under its own device id (integrations/mqtt), and the
+    broker's ACL vouches for who may publish there: a body naming another collar is no message of the
+    network's (until 7 December it was filed, silently, under the body's collar)."""
+    path_device = label(named)
+    if not path_device or path_device == device_id or (dev_eui is not None and str(named).upper() == dev_eui):
+        return
+    raise MalformedUplink(f"the topic (or webhook path) names device {path_device!r} but the body's "
+                          f"end_device_ids.device_id is {device_id!r}: taken for neither")
 
 
 def tts_network_scope(message: dict[str, Any], path_ids: dict[str, str] | None) -> str | None:

@@ -182,7 +182,7 @@ def test_network_server_told_503_and_operator_log_share_an_error_id_without_the_
 
 def test_mqtt_message_the_store_refuses_is_logged_with_its_traceback_but_not_the_position_it_held(
         sqlite_url, caplog):
-    routed = route("v3/reserve-collars@ttn/devices/collar-01/location/solved")
+    routed = route("v3/reserve-collars@ttn/devices/dev1/location/solved")  # the collar the body names
     body = json.dumps(nf.TTS["location_solved"].copy()).encode()
     with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
 
@@ -422,7 +422,7 @@ def test_an_mqtt_message_a_readers_bug_trips_on_is_kept_and_acknowledged_without
     from lora_bridge.network_messages import read_network_message
 
     _tripping_reader(monkeypatch)
-    routed = route("v3/reserve-collars@ttn/devices/collar-01/location/solved")
+    routed = route("v3/reserve-collars@ttn/devices/dev1/location/solved")  # the collar the body names
     with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
         read_first = MqttIngest(read_network_message, parse_broker_url("mqtt://127.0.0.1:1"), keep=bridge.keep_failed)
         applied = MqttIngest(bridge.ingest_network_message, parse_broker_url("mqtt://127.0.0.1:1"))

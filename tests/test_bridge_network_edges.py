@@ -9,6 +9,7 @@ import json
 import logging
 
 import bridge_builders as b
+import pytest
 from sqlalchemy import select
 
 from lora_bridge.group_commit import Submission
@@ -120,3 +121,30 @@ def test_operator_compacts_dead_letters_from_the_command_line(sqlite_url, capsys
 
     report = json.loads(capsys.readouterr().out)
     assert report["dead_letters"] == {"letters_deleted": 0, "bodies_trimmed": 0, "bytes_freed": 0}, "a waiting letter stays"
+
+
+@pytest.mark.mqtt
+def test_a_message_whose_topic_names_another_collar_than_its_body_is_a_dead_letter_not_that_collars_fix(
+        mosquitto, sqlite_url):
+    # The broker's ACL vouches for the topic (The Things Stack publishes each collar's messages under its
+    # own device id); a body naming another collar came from something else. It had been taken for the
+    # body's collar silently: a fix of collar-02 written by whoever could publish under collar-01.
+    from test_bridge_mqtt import publish_all, publisher, tts_topic, wait_until
+
+    from lora_bridge.adapters.mqtt import worker_from_settings
+
+    forged = b.tts_uplink(b.status(lat=-2.9), device_id="collar-02", f_cnt=7)
+    honest = b.tts_uplink(b.status(lat=-2.5), device_id="collar-03", f_cnt=1)
+    settings = dict(mqtt_url=mosquitto.url, mqtt_client_id="bridge-forged", mqtt_share_group="forged")
+    with b.fresh_bridge(sqlite_url, **settings) as bridge, worker_from_settings(bridge, bridge.settings) as worker:
+        with publisher(mosquitto, client_id="network-forged") as client:
+            publish_all(client, [(tts_topic("collar-01"), forged), (tts_topic("collar-03"), honest)])
+        arrived = wait_until(lambda: worker.acknowledged == 2)
+        letters = bridge.dead_letters()
+        collars = {p.device_id for p in bridge.latest_positions(viewer=b.RANGER)}
+
+    assert arrived
+    assert collars == {"collar-03"}
+    (letter,) = letters
+    assert letter.body == forged and "collar-01" in letter.reason and "collar-02" in letter.reason
+
