@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -524,6 +526,49 @@ def retry_after_s(value: str | None, now: datetime | None = None) -> float | Non
         return None
     waited = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(waited, 0.0), MAX_RETRY_AFTER_S)
+
+
+# The Things Stack's downlink URLs as its webhooks send them (X-Downlink-Push / X-Downlink-Replace):
+# `{server}/api/v3/as/applications/{app}[/webhooks/{id}]/devices/{device}/down/push|replace`
+# (a server behind a path prefix puts it before `/api/v3`)
+_TTS_DOWNLINK_PATH = re.compile(r"/api/v3/as/applications/[^/]+(/webhooks/[^/]+)?/devices/[^/]+/down/(push|replace)$")
+# The collars whose odd downlink URLs were logged, at most this many remembered (then forgotten, logged again)
+ODD_URLS_REMEMBERED = 10_000
+
+
+def tts_downlink_url_in_usual_form(url: str) -> bool:
+    """True when url is a downlink URL in The Things Stack's form (`_TTS_DOWNLINK_PATH` on http(s))."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and _TTS_DOWNLINK_PATH.search(parts.path) is not None
+
+
+class OddDownlinkUrls:
+    """Tells the log, once per collar and header, of a TTS downlink URL in no usual form (a proxy that rewrote
+    it, a hand-made webhook): until 7 December its route was dropped without a line. The line names the
+    collar, the header and the URL's host and path, never its query nor user part, nor the API key."""
+
+    def __init__(self) -> None:
+        self._told: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def check(self, device_id: str | None, header: str, url: str | None) -> bool:
+        """True (and one line the first time for device_id and header) when url is in no usual form."""
+        if not url or tts_downlink_url_in_usual_form(url):
+            return False
+        told = (device_id or "", header)
+        with self._lock:
+            if told in self._told:
+                return True
+            if len(self._told) >= ODD_URLS_REMEMBERED:
+                self._told.clear()
+            self._told.add(told)
+        parts = urlsplit(url)
+        shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"[:200]
+        log.warning("%s of device_id=%s is in no usual form of The Things Stack (%r, not "
+                    "{server}/api/v3/as/applications/{app}/devices/{device}/down/push): its route is read from the "
+                    "webhook path when it names the collar, else not kept", header, device_id, shown,
+                    extra={"device_id": device_id, "header": header})
+        return True
 
 
 def _bearer(key: str) -> dict[str, str]:

@@ -148,3 +148,25 @@ def test_a_message_whose_topic_names_another_collar_than_its_body_is_a_dead_lett
     (letter,) = letters
     assert letter.body == forged and "collar-01" in letter.reason and "collar-02" in letter.reason
 
+
+def test_operator_reads_once_per_collar_that_a_downlink_url_from_tts_is_in_no_usual_form(sqlite_url, caplog):
+    # A proxy before The Things Stack rewrote its X-Downlink-Push header into a URL of its own: the route
+    # was dropped without a word, and the collar's acks never went. The operator reads it once per collar
+    # (not with every uplink), with the collar and the header's name, never the API key.
+    from starlette.testclient import TestClient
+
+    from lora_bridge.adapters.webhook import create_app
+
+    key = "NNSXS.SECRET-KEY-NEVER-LOGGED"
+    headers = dict(b.HEADERS, **{"X-Downlink-Apikey": key,
+                                 "X-Downlink-Push": "https://proxy.example/tts-push?collar=odd-01"})
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client, \
+            caplog.at_level(logging.INFO):
+        for f_cnt in (1, 2, 3):
+            body = b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id="odd-01", f_cnt=f_cnt)
+            assert client.post("/uplinks/tts", content=body, headers=headers).status_code == 200
+
+    told = [r for r in caplog.records if "X-Downlink-Push" in r.getMessage()]
+    assert len(told) == 1 and "odd-01" in told[0].getMessage() and told[0].levelno == logging.WARNING
+    assert all(key not in r.getMessage() and key not in str(r.__dict__) for r in caplog.records)
+

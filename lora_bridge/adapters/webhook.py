@@ -57,6 +57,7 @@ from lora_bridge import ingest
 from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable, error_id, error_id_in
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import MAX_BODY_BYTES
+from lora_bridge.network_server import OddDownlinkUrls
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, check_webhook_secret
 from lora_bridge.store import write_lock
@@ -73,6 +74,7 @@ _CONTENT_TYPE_KEY = b"content-type"
 TTS_PATH = "/uplinks/tts"
 # The Things Stack's downlink route, sent with every webhook call when a downlink API key is set.
 DOWNLINK_HEADERS = ("X-Downlink-Push", "X-Downlink-Replace", "X-Downlink-Apikey")
+_ODD_DOWNLINK_URLS = OddDownlinkUrls()  # the collars whose downlink headers were in no usual form, told once
 # The same names as an ASGI server hands header names in (lower-case bytes), looked for in one pass.
 _DOWNLINK_HEADER_KEYS = frozenset(name.lower().encode("latin-1") for name in DOWNLINK_HEADERS)
 STATUS_CODES = {"pending": 202, "received": 202}
@@ -353,6 +355,8 @@ async def _remember_route(
     """Keep the X-Downlink-* headers (a request's, as its ASGI scope holds them) as the route of device_id,
     the collar the body (raw_uplink_id) was filed under."""
     push, replace, key = (Headers(raw=headers).get(name) for name in DOWNLINK_HEADERS)
+    for name, url in zip(DOWNLINK_HEADERS[:2], (push, replace), strict=True):
+        _ODD_DOWNLINK_URLS.check(label(device_id), name, url)
     try:
         await run_in_threadpool(bridge.remember_downlink_route, push, replace, key, path_ids,
                                 device_id=device_id, raw_uplink_id=raw_uplink_id)
