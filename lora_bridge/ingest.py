@@ -211,9 +211,11 @@ def keep_failed(
     path_ids: dict[str, Any] | None = None,
     named: CollarNamed | None = None,
     told: str | None = None,
+    stage: str = STAGE_APPLY,
 ) -> int:
     """Commit body whose ingest failed for a reason that does not pass (a bug, a value the store
-    refuses) as a raw row with its dead letter (stage apply), as a body that fails while applied is
+    refuses) as a raw row with its dead letter (stage apply; stage parse for a call refused before its
+    body was read, as a ChirpStack call naming two events), as a body that fails while applied is
     kept: `Bridge.replay_dead_letters` runs it again after a fix. Its raw row's id; StoreUnavailable
     when the store cannot take it now. Should the store refuse the row's topic or path values
     themselves, the body is kept without them, their text in the reason. named: the collar the body
@@ -230,7 +232,7 @@ def keep_failed(
                 raw = raw_row(body, source, event=kind, content_type=encoding, path_ids=ids)
                 session.add(raw)
                 session.flush()
-                dead_letter(session, raw, STAGE_APPLY, why, named=named, told=told)
+                dead_letter(session, raw, stage, why, named=named, told=told)
                 return raw.id
         except Exception as error:
             if is_transient_store_error(error):

@@ -170,3 +170,23 @@ def test_operator_reads_once_per_collar_that_a_downlink_url_from_tts_is_in_no_us
     assert len(told) == 1 and "odd-01" in told[0].getMessage() and told[0].levelno == logging.WARNING
     assert all(key not in r.getMessage() and key not in str(r.__dict__) for r in caplog.records)
 
+
+def test_chirpstack_operator_gets_a_400_saying_why_for_a_call_naming_two_events(sqlite_url):
+    # `?event=up&event=join`: the bridge had taken the last one and read an uplink as a join. Which one the
+    # server meant nobody can tell: the call is refused with a 400 that says why, its body kept as a dead letter.
+    from starlette.testclient import TestClient
+
+    from lora_bridge.adapters.webhook import create_app
+
+    body = b.chirpstack_uplink(b.status(), device_id="collar-cs", f_cnt=4, dev_eui="70b3d57ed0000c01")
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        answer = client.post("/uplinks/chirpstack?event=up&event=join", content=body, headers=b.HEADERS)
+        same = client.post("/uplinks/chirpstack?event=up&event=up", content=body, headers=b.HEADERS)
+        letters = bridge.dead_letters()
+
+    assert answer.status_code == 400
+    assert answer.json()["status"] == "dead_letter" and "event" in answer.json()["reason"]
+    assert "'up'" in answer.json()["reason"] and "'join'" in answer.json()["reason"]
+    (letter,) = letters
+    assert letter.body == body and "event" in letter.reason
+    assert same.status_code == 200 and same.json()["status"] == "processed", "the same event twice is no doubt"

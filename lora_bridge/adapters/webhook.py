@@ -190,9 +190,15 @@ def create_app(bridge: Bridge) -> Starlette:
         return await _ingest(request.scope, request.receive, bridge, SOURCE_TTS, None, None)
 
     async def chirpstack_uplink(request: Request) -> JSONResponse:
-        # ChirpStack posts every event to one URL and names it in ?event= (absent: an uplink).
+        # ChirpStack posts every event to one URL and names it in ?event= (absent: an uplink). A call naming
+        # two (`?event=up&event=join`) is refused: until 7 December the last was taken, an uplink read as a join.
+        events = request.query_params.getlist("event")
+        refused = None
+        if len(set(events)) > 1:
+            refused = (f"ambiguous ChirpStack event: the call names {len(events)} events "
+                       f"({', '.join(repr(label(e)) for e in events[:5])}); which one the body is cannot be told")
         return await _ingest(request.scope, request.receive, bridge, SOURCE_CHIRPSTACK,
-                             request.query_params.get("event", "up"), None)
+                             events[0] if events else "up", None, refused)
 
     async def healthz(request: Request) -> JSONResponse:
         healthy = await run_in_threadpool(bridge.healthy)
@@ -221,9 +227,11 @@ def create_app(bridge: Bridge) -> Starlette:
 
 
 async def _ingest(
-    scope: Scope, receive: Receive, bridge: Bridge, network: str, event: str | None, path_ids: dict[str, str] | None
+    scope: Scope, receive: Receive, bridge: Bridge, network: str, event: str | None, path_ids: dict[str, str] | None,
+    refused: str | None = None,
 ) -> JSONResponse:
-    """The answer to one webhook call (its scope and receive) of network's message kind event."""
+    """The answer to one webhook call (its scope and receive) of network's message kind event; refused: why
+    the call itself cannot be taken (its body is kept as a dead letter of stage parse, answered 400)."""
     headers = scope["headers"]
     secret, content_type, downlink_route = _head(headers)
     _check_secret(scope, secret, bridge)
@@ -240,6 +248,8 @@ async def _ingest(
     if truncated:
         log.warning("oversized body truncated", extra={"source": network})
     try:
+        if refused is not None:
+            return await _refuse(bridge, network, body, content_type, refused)
         if settings.webhook_ack == "durable":
             result: IngestResult = await _ingest_durable(bridge, network, event, body, content_type, path_ids)
         else:
@@ -271,6 +281,15 @@ async def _ingest(
         payload["intake_id"] = result.intake_id
     # A broken body (`result.malformed`) is kept as a dead letter: 2xx, never a try TTS counts as failed.
     return WebhookAnswer(payload, status_code=STATUS_CODES.get(result.status, 200))
+
+
+async def _refuse(bridge: Bridge, network: str, body: bytes, content_type: str, reason: str) -> JSONResponse:
+    """Keep the body of a call that cannot be taken as a dead letter (stage parse) and answer 400 saying why;
+    StoreUnavailable when the store cannot keep it now."""
+    raw_id = await run_in_threadpool(ingest.keep_failed, bridge.db, network, body, reason, content_type=content_type,
+                                     stage=ingest.STAGE_PARSE)
+    return JSONResponse({"status": ingest.STATUS_DEAD_LETTER, "raw_uplink_id": raw_id, "reason": reason,
+                         "stage": ingest.STAGE_PARSE}, status_code=400)
 
 
 def _told_by_id(result: IngestResult, network: str, event: str | None) -> dict[str, str]:
