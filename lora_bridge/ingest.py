@@ -376,8 +376,9 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
     first_heard: the collar was created in this unit of work, so no stored body holds a key of its
     (collars are never deleted, and a body's key is claimed in the transaction that has its collar)."""
     gateways = [{"gateway_id": g.gateway_id, "rssi_dbm": g.rssi_dbm, "snr_db": g.snr_db} for g in uplink.gateways]
-    if len(gateways) > 1:
-        gateways = _kept_gateways(gateways, device_id, uplink.f_cnt)
+    heard_by = len(gateways)
+    if heard_by > 1 and (heard_by > gateway_merges.GATEWAYS_KEPT or len({g.gateway_id for g in uplink.gateways}) < heard_by):
+        gateways = _kept_gateways(gateways, device_id, uplink.f_cnt)  # a gateway named twice, or too many
     bulk.set_values(raw, {
         "device_id": device_id,
         "session": session_number,
@@ -498,9 +499,10 @@ def _merge_gateways(session: Session, first: RawUplink, copy: RawUplink) -> None
     added = [g for g in copy.gateways or [] if g.get("gateway_id") not in known]
     if not added:
         return
-    merged = _kept_gateways(list(first.gateways or []) + added, first.device_id, first.f_cnt)
-    rssi = [g["rssi_dbm"] for g in added + merged if g.get("rssi_dbm") is not None]
-    snr = [g["snr_db"] for g in added + merged if g.get("snr_db") is not None]
+    heard = list(first.gateways or []) + added  # each once: claim kept each copy's gateways once
+    merged = heard if len(heard) <= gateway_merges.GATEWAYS_KEPT else _kept_gateways(heard, first.device_id, first.f_cnt)
+    rssi = [g["rssi_dbm"] for g in heard if g.get("rssi_dbm") is not None]
+    snr = [g["snr_db"] for g in heard if g.get("snr_db") is not None]
     gateway_merges.set_merged(session, first, {
         "gateways": merged, "best_rssi_dbm": max(rssi) if rssi else first.best_rssi_dbm,
         "best_snr_db": max(snr) if snr else first.best_snr_db})
