@@ -116,7 +116,7 @@ class RulesTimer:
         self._thread = threading.Thread(target=self._loop, name="tembo-rules", daemon=True)
 
     def run_once(self) -> list[int]:
-        """Retry pending bodies, run the rules now (wall clock), compact, prune the audit log, wake the downlink outbox and
+        """Retry pending bodies, run the rules now (wall clock), compact (raw bodies, dead letters), prune the audit log, wake the downlink outbox and
         work the notification outbox; the ids of alerts raised. Errors are logged, not raised."""
         self.retry_pending()
         raised: list[int] = []
@@ -125,6 +125,7 @@ class RulesTimer:
         except Exception as error:
             log_failure(log, error, "server rules failed")
         try:
+            self.bridge.compact_dead_letters()  # first: a letter deleted lets its raw copies be compacted
             self.bridge.compact_raw_bodies()
         except Exception as error:
             log_failure(log, error, "raw body compaction failed")

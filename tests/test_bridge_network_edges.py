@@ -190,3 +190,17 @@ def test_chirpstack_operator_gets_a_400_saying_why_for_a_call_naming_two_events(
     (letter,) = letters
     assert letter.body == body and "event" in letter.reason
     assert same.status_code == 200 and same.json()["status"] == "processed", "the same event twice is no doubt"
+
+
+def test_the_running_bridges_timer_keeps_garbage_dead_letters_within_their_budget(sqlite_url):
+    # An operator who never runs `tembo bridge compact` by hand: the bridge's own timer trims them too.
+    from lora_bridge.server import RulesTimer
+    from lora_bridge.store.retention import TRIMMED_BODY_BYTES
+
+    garbage = [Submission("tts", None, b"%02d" % n + b"x" * (100 * 1024)) for n in range(4)]
+    with b.fresh_bridge(sqlite_url, outbox_worker=False, dead_letter_body_budget_bytes=250 * 1024) as bridge:
+        bridge.ingest_batch(garbage)
+        RulesTimer(bridge, every_s=3600).run_once()
+        sizes = sorted(len(letter.body) for letter in bridge.dead_letters())
+
+    assert sizes == [TRIMMED_BODY_BYTES, TRIMMED_BODY_BYTES, 100 * 1024 + 2, 100 * 1024 + 2]
