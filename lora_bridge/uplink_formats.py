@@ -311,13 +311,16 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
 
 def _check_same_device(device_id: str, dev_eui: str | None, named: Any) -> None:
     """Raise MalformedUplink when the MQTT topic's (or webhook path's) device, named, is another collar than
-    the body's `end_device_ids` (its device_id, or its DevEUI for a path that names it by `{{devEUI}}`).
+    the body's `end_device_ids` (its device_id, or its DevEUI for a path that names it by `{{devEUI}}`; an
+    EUI in the path of a body without a DevEUI passes).
     The Things Stack publishes a collar's messages under its own device id (integrations/mqtt), and the
     broker's ACL vouches for who may publish there: a body naming another collar is no message of the
     network's (until 7 December it was filed, silently, under the body's collar)."""
     path_device = label(named)
-    if not path_device or path_device == device_id or (dev_eui is not None and str(named).upper() == dev_eui):
+    if not path_device or path_device == device_id:
         return
+    if str(named).upper() == dev_eui if dev_eui is not None else _is_eui(named):
+        return  # the path names the collar by its DevEUI (or by an EUI a body without one cannot gainsay)
     raise MalformedUplink(f"the topic (or webhook path) names device {path_device!r} but the body's "
                           f"end_device_ids.device_id is {device_id!r}: taken for neither")
 

@@ -204,3 +204,17 @@ def test_the_running_bridges_timer_keeps_garbage_dead_letters_within_their_budge
         sizes = sorted(len(letter.body) for letter in bridge.dead_letters())
 
     assert sizes == [TRIMMED_BODY_BYTES, TRIMMED_BODY_BYTES, 100 * 1024 + 2, 100 * 1024 + 2]
+
+
+def test_a_webhook_path_naming_the_collar_by_its_deveui_is_still_that_collar(sqlite_url):
+    # A webhook whose base URL names the device by `{{devEUI}}` (a documented path variable) names the same
+    # collar as the body's device id: no dead letter. Another collar's id in the path is one.
+    body = b.tts_uplink(b.status(), device_id="collar-05", f_cnt=1, dev_eui="70B3D57ED0000A05")
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        by_eui = bridge.ingest_network_message("tts", "up", body, path_ids={
+            "application_id": b.APPLICATION_ID, "device_id": "70b3d57ed0000a05"})
+        other = bridge.ingest_network_message("tts", "up", b.tts_uplink(b.status(), device_id="collar-05", f_cnt=2),
+                                              path_ids={"application_id": b.APPLICATION_ID, "device_id": "collar-06"})
+
+    assert by_eui.status == "processed" and by_eui.device_id is not None
+    assert (other.status, other.stage) == ("dead_letter", "parse") and "'collar-06'" in other.reason

@@ -89,8 +89,8 @@ def _plain_uplink(document: dict[str, Any], message: dict[str, Any], path_ids: d
         dev_eui = str(path["device_id"]).upper()
     device_id = _plain_label(ids.get("device_id")) or _plain_label(path.get("device_id")) or dev_eui
     named = _plain_label(path.get("device_id"))
-    if (_plain_label(ids.get("device_id")) and named and named != device_id
-            and str(path["device_id"]).upper() != dev_eui):  # a topic naming another collar (7 December)
+    by_eui = str(path.get("device_id")).upper() == dev_eui if dev_eui is not None else _is_eui(path.get("device_id"))
+    if _plain_label(ids.get("device_id")) and named and named != device_id and not by_eui:  # another collar's topic
         raise MalformedUplink(f"the topic (or webhook path) names device {named!r} but the body's "
                               f"end_device_ids.device_id is {device_id!r}: taken for neither")
     if not device_id:
