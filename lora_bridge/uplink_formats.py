@@ -234,6 +234,22 @@ def tts_uplink_from(
     )
 
 
+# The gateway id The Things Stack gives every reception that came through Packet Broker from another network's
+# gateway (its rx_metadata names the forwarder's own gateway under `packet_broker`)
+PACKET_BROKER = "packetbroker"
+
+
+def _forwarder_gateway(packet_broker: Any) -> str:
+    """The gateway of a Packet Broker reception as its forwarder names it ("packetbroker/{forwarder_net_id}/{its
+    gateway id or EUI}"): each such gateway once in a raw row, not all of them one gateway "packetbroker"."""
+    if type(packet_broker) is not dict:
+        return PACKET_BROKER
+    gateway = label(packet_broker.get("forwarder_gateway_id")) or label(packet_broker.get("forwarder_gateway_eui"))
+    if not gateway:
+        return PACKET_BROKER
+    return label(f"{PACKET_BROKER}/{label(packet_broker.get('forwarder_net_id')) or '?'}/{gateway}") or PACKET_BROKER
+
+
 def _tts_gateways(rx_metadata: Any) -> tuple[GatewayReception, ...]:
     """The gateways of a TTS `rx_metadata` list (anything but objects in it, and anything but a list: none);
     a gateway without its id is "?", an RSSI is `rssi`, else `channel_rssi`."""
@@ -252,6 +268,8 @@ def _tts_gateways(rx_metadata: Any) -> tuple[GatewayReception, ...]:
                 gateway_id = (_LABELS[gateway_id] if type(gateway_id) is str else label(gateway_id)) or "?"
             except KeyError:  # not judged yet (or just forgotten, `_remember`): judged now
                 gateway_id = label(gateway_id) or "?"
+        if gateway_id == PACKET_BROKER and "packet_broker" in meta:
+            gateway_id = _forwarder_gateway(meta["packet_broker"])
         rssi = meta["rssi"] if "rssi" in meta else meta.get("channel_rssi")
         snr = meta["snr"] if "snr" in meta else None
         # number_or_none's own first judgements (an RSSI an int of dBm, an SNR a float), made here without the call

@@ -218,3 +218,32 @@ def test_a_webhook_path_naming_the_collar_by_its_deveui_is_still_that_collar(sql
 
     assert by_eui.status == "processed" and by_eui.device_id is not None
     assert (other.status, other.stage) == ("dead_letter", "parse") and "'collar-06'" in other.reason
+
+
+def _packet_broker_reception(gateway_eui: str, rssi: int, snr: float) -> dict:
+    """One rx_metadata entry of a reception that came through Packet Broker from another network's gateway, in
+    the shape The Things Stack documents and sends (gateway_ids.gateway_id "packetbroker", the forwarder's own
+    gateway under packet_broker)."""
+    return {"gateway_ids": {"gateway_id": "packetbroker"},
+            "packet_broker": {"message_id": "01FD7XDEWQ4KMZ4PMYYDG34X50", "forwarder_net_id": "000013",
+                              "forwarder_tenant_id": "ttnv2", "forwarder_cluster_id": "ttn-v2-eu-3",
+                              "forwarder_gateway_eui": gateway_eui.upper(),
+                              "forwarder_gateway_id": f"eui-{gateway_eui.lower()}",
+                              "home_network_net_id": "000013", "home_network_tenant_id": "ttn",
+                              "home_network_cluster_id": "eu1.cloud.thethings.network"},
+            "rssi": rssi, "channel_rssi": rssi, "snr": snr}
+
+
+def test_gateways_of_other_networks_heard_through_packet_broker_are_each_kept_not_merged_into_one(sqlite_url):
+    # Every reception Packet Broker forwards carries the gateway id "packetbroker": kept once each by that id, the
+    # row had kept one of two roaming gateways (and a ranger's coverage map lost the other).
+    body = json.loads(b.tts_uplink(b.status(time_s=b.T0_S + 600), device_id="collar-03", f_cnt=1, gateways=("gw-a",)))
+    body["uplink_message"]["rx_metadata"] += [_packet_broker_reception("c0ee40ffff293507", -119, -9.5),
+                                              _packet_broker_reception("0015fcc23d0dd9be", -111, -2.8)]
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        bridge.ingest_batch([up(json.dumps(body).encode())])
+        gateways, _, _ = first_copy(bridge, "collar-03", 1)
+
+    assert [g["gateway_id"] for g in gateways] == [
+        "gw-a", "packetbroker/000013/eui-c0ee40ffff293507", "packetbroker/000013/eui-0015fcc23d0dd9be"]
+    assert [g["rssi_dbm"] for g in gateways][1:] == [-119, -111]
