@@ -394,7 +394,20 @@ def chirpstack_identity(
     """(device label, DevEUI, application id) of a ChirpStack v4 event's deviceInfo (or the MQTT topic)."""
     info = dig(document, "deviceInfo")
     path = path_ids or {}
-    dev_eui = eui_or_none(info.get("devEui"), "devEui") or eui_or_none(path.get("dev_eui"), "devEui")
+    body_eui = eui_or_none(info.get("devEui"), "devEui")
+    try:
+        topic_eui = eui_or_none(path.get("dev_eui"), "devEui")
+    except MalformedUplink:
+        if not body_eui:
+            raise
+        topic_eui = None  # a topic level that is no EUI names no collar: the body's
+    if body_eui and topic_eui and body_eui != topic_eui:
+        # ChirpStack publishes a device's events under its own DevEUI, and the broker's ACL vouches for who may
+        # publish there: a body naming another collar is no event of the network's (until 7 December it was
+        # filed, silently, under the body's collar)
+        raise MalformedUplink(f"the topic names DevEUI {topic_eui} but the body's deviceInfo.devEui is {body_eui}: "
+                              "taken for neither")
+    dev_eui = body_eui or topic_eui
     device_id = label(info.get("deviceName")) or dev_eui
     if not device_id and not info and ("devEUI" in document or "applicationID" in document):
         raise MalformedUplink(

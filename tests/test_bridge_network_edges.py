@@ -247,3 +247,44 @@ def test_gateways_of_other_networks_heard_through_packet_broker_are_each_kept_no
     assert [g["gateway_id"] for g in gateways] == [
         "gw-a", "packetbroker/000013/eui-c0ee40ffff293507", "packetbroker/000013/eui-0015fcc23d0dd9be"]
     assert [g["rssi_dbm"] for g in gateways][1:] == [-119, -111]
+
+
+@pytest.mark.mqtt
+def test_a_chirpstack_event_whose_topic_names_another_deveui_than_its_body_is_a_dead_letter_not_that_collars_fix(
+        mosquitto, sqlite_url):
+    # ChirpStack publishes each device's events under its own DevEUI (application/{id}/device/{devEui}/event/up),
+    # and the broker's ACL vouches for who may publish there: a body naming another collar, in JSON or in
+    # Protobuf, had been filed silently under the body's collar.
+    import base64
+
+    from chirpstack_api import integration
+    from test_bridge_mqtt import publish_all, publisher, wait_until
+
+    from lora_bridge.adapters.mqtt import worker_from_settings
+
+    application = "0b8e8ae8-1f21-4b5d-9d2a-ffcb57c1a0a1"
+    forged_json = b.chirpstack_uplink(b.status(lat=-2.9), device_id="collar-c2", f_cnt=7, dev_eui="70b3d57ed0000c02")
+    document = json.loads(b.chirpstack_uplink(b.status(lat=-2.8), device_id="collar-c2", f_cnt=8,
+                                              dev_eui="70b3d57ed0000c02"))
+    forged_protobuf = integration.UplinkEvent(
+        deduplication_id="9f1c4a2e-0000-4000-8000-000000000008",
+        device_info=integration.DeviceInfo(tenant_id="t", application_id=application, application_name="tembo",
+                                           device_name="collar-c2", dev_eui="70b3d57ed0000c02"),
+        dev_addr="260b0002", dr=3, f_cnt=8, f_port=document["fPort"], data=base64.b64decode(document["data"]),
+    ).SerializeToString()
+    honest = b.chirpstack_uplink(b.status(lat=-2.5), device_id="collar-c3", f_cnt=1, dev_eui="70b3d57ed0000c03")
+    topic = f"application/{application}/device/{{}}/event/up"
+    settings = dict(mqtt_url=mosquitto.url, mqtt_client_id="bridge-forged-cs", mqtt_share_group="forged-cs")
+    with b.fresh_bridge(sqlite_url, **settings) as bridge, worker_from_settings(bridge, bridge.settings) as worker:
+        with publisher(mosquitto, client_id="network-forged-cs") as client:
+            publish_all(client, [(topic.format("70b3d57ed0000c01"), forged_json),
+                                 (topic.format("70b3d57ed0000c01"), forged_protobuf),
+                                 (topic.format("70b3d57ed0000c03"), honest)])
+        arrived = wait_until(lambda: worker.acknowledged == 3)
+        letters = bridge.dead_letters()
+        collars = {p.device_id for p in bridge.latest_positions(viewer=b.RANGER)}
+
+    assert arrived
+    assert collars == {"collar-c3"}
+    assert sorted(letter.body for letter in letters) == sorted([forged_json, forged_protobuf])
+    assert all("70B3D57ED0000C01" in letter.reason and "70B3D57ED0000C02" in letter.reason for letter in letters)
