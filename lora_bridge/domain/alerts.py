@@ -19,7 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from lora_bridge.domain import rules_crossings
 from lora_bridge.errors import InvalidRequest, InvalidTransition, InvalidVerdict, UnknownAlert
-from lora_bridge.store import bulk
+from lora_bridge.store import bulk, held_inserts
 from lora_bridge.store.ids import id_where_inserts_go_one_by_one, take_id
 from lora_bridge.store.row_values import new_row
 from lora_bridge.store.tables import Alert, AlertEvent
@@ -530,14 +530,24 @@ def open_alert(session: Session, device_id: str, alert_type: str, key: str | Non
 
 def record_event(
     session: Session, alert: Alert, actor: str, action: str, detail: dict[str, Any] | None = None
-) -> AlertEvent:
-    """Append one step to the alert's history; ValueError for an action not in ACTIONS."""
+) -> None:
+    """Append one step to the alert's history (a row held and inserted with the transaction's others
+    where `held_inserts` allows, else an ORM row); ValueError for an action not in ACTIONS."""
     if action not in ACTIONS:
         raise ValueError(f"unknown alert history step {action!r}: add it to alerts.ACTIONS")
-    event = new_row(AlertEvent, {"id": id_where_inserts_go_one_by_one(session, AlertEvent), "alert_id": alert.id,
-                                 "actor": actor, "action": action, "detail": dict(detail or {})})
-    session.add(event)
-    return event
+    values = {"id": id_where_inserts_go_one_by_one(session, AlertEvent), "alert_id": alert.id,
+              "actor": actor, "action": action, "detail": dict(detail or {})}
+    if held_inserts.may_hold(session, alert):  # a plain row, inserted with the transaction's others
+        if values["id"] is None:
+            del values["id"]  # the table's sequence gives it, as the unit of work's insert leaves it to
+        values["at"] = utc_now()
+        held_inserts.hold(session, _HISTORY_STEPS, values)
+        return
+    session.add(new_row(AlertEvent, values))
+
+
+# the alerts' history steps held as plain rows (`record_event`)
+_HISTORY_STEPS = held_inserts.inserts_of(AlertEvent.__table__)
 
 
 def _occurrence(

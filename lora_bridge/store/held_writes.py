@@ -7,7 +7,8 @@ on PostgreSQL. A holder here keeps them in the rows' dicts (what every reader of
 writes them together, with the values the rows hold then:
 
 - before an ORM statement that reads one of the holder's tables, or changes anything, or reads tables
-  the mappers do not name (a read sees them, as it would see the ORM's changes after its autoflush);
+  the mappers do not name (a read sees them, as it would see the ORM's changes after its autoflush); a
+  holder may ask for a read that names one of its tables anywhere, a subquery of its WHERE clause too;
 - when a savepoint begins, on the outer transaction's connection before the savepoint is begun there:
   a rollback to the savepoint keeps them, as it keeps what the ORM flushed before it;
 - before the transaction commits.
@@ -22,9 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Table, event
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import find_tables
 
 from lora_bridge.store import bulk
 from lora_bridge.store.transaction_info import held_until_transaction_end
@@ -38,14 +41,18 @@ class Holder:
     key: str
     tables: frozenset[Table]
     write: Callable[[Connection, dict[Any, Any]], int]
+    # True: a read needs them in when it names one of the tables anywhere, a subquery of its WHERE clause
+    # too (`tables_named_anywhere`); False: when the mappers it reads name one
+    named_anywhere: bool = False
 
 
 _HOLDERS: list[Holder] = []
 
 
-def holder(name: str, tables: frozenset[Table], write: Callable[[Connection, dict[Any, Any]], int]) -> Holder:
+def holder(name: str, tables: frozenset[Table], write: Callable[[Connection, dict[Any, Any]], int],
+           named_anywhere: bool = False) -> Holder:
     """A kind of held change, its entries under session.info[name]; its hooks (module docstring) from now on."""
-    made = Holder(held_until_transaction_end(name), tables, write)
+    made = Holder(held_until_transaction_end(name), tables, write, named_anywhere)
     _HOLDERS.append(made)
     return made
 
@@ -94,8 +101,24 @@ def _before_a_statement(state: Any) -> None:
                 return
             tables = bulk.tables_read(state) if state.is_select else frozenset()
         # a change, or a read the mappers do not name, needs every kind in first; a read only those of its tables
-        if not tables or not tables.isdisjoint(kind.tables):
+        if not tables or not tables.isdisjoint(kind.tables) or (
+                kind.named_anywhere and not tables_named_anywhere(state.statement).isdisjoint(kind.tables)):
             write_kind(state.session, kind)
+
+
+# The tables a read names anywhere, by the statement object read (kept only while that object lives)
+_NAMED_ANYWHERE: WeakKeyDictionary[Any, frozenset[Table]] = WeakKeyDictionary()
+
+
+def tables_named_anywhere(statement: Any) -> frozenset[Table]:
+    """Every table statement names, in its FROM clause, its columns or a subquery anywhere in it (the
+    mappers of `bulk.tables_read` name only what the read loads), looked for once a statement object."""
+    tables = _NAMED_ANYWHERE.get(statement)
+    if tables is None:
+        tables = frozenset(found._deannotate() for found in find_tables(statement, check_columns=True)
+                           if isinstance(found, Table))
+        _NAMED_ANYWHERE[statement] = tables
+    return tables
 
 
 @event.listens_for(Session, "after_transaction_create")
