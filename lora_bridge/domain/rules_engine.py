@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -41,6 +41,7 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.identity import IdentityMap
 
 from lora_bridge.domain import alerts, devices, geofences, herd, rules, rules_visits
+from lora_bridge.domain.batch_metres import BatchMetres
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
 from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, REST_CLASSES, corroborate
 from lora_bridge.domain.rules_crossings import (
@@ -202,6 +203,8 @@ class _CollarsRead:
     # every fix of the collars none of whose fixes was judged yet (a new collar), by collar in time
     # order, read in one statement (`_read_first_tracks`)
     first_tracks: dict[str, list[tuple[int, datetime, float, float]]] | None = None
+    # the fixes of both reads projected to metres, a transform a zone (`batch_metres`)
+    metres: BatchMetres | None = None
 
 
 @cache
@@ -247,7 +250,17 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
                         _read_readings(session, profiles, rows))
     read.tracks = _read_tracks(session, profiles, rows)
     read.first_tracks = _read_first_tracks(session, rows)
+    read.metres = BatchMetres.of(_fixes_read(read))
     return read
+
+
+def _fixes_read(read: _CollarsRead) -> Iterator[list[tuple[int, datetime, float, float]]]:
+    """The fixes read for the collars' tracks (their usual reads, contexts and first tracks), a list a read."""
+    if read.tracks is not None:
+        yield from read.tracks.rows.values()
+        yield from (fixes for _, fixes in read.tracks.contexts.values())
+    if read.first_tracks is not None:
+        yield from read.first_tracks.values()
 
 
 def _collars_held(session: Session, device_ids: list[str]) -> dict[str, tuple[Device, Animal]] | None:
@@ -890,11 +903,13 @@ def _judge_fences(
     fence alerts checked. fitted_at / until: the wearer's time with the collar (until: a previous
     wearer's). The track cleaned of its GPS outliers."""
     everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in worn]
+    batch: _CollarsRead | None = session.info.get(COLLARS_READ)
+    metres = batch.metres if batch is not None else None
     if not len(fences):  # a reserve with no fence: the track cleaned, nothing crossed
-        return exclude_outliers(everything, profile.speed)
+        return exclude_outliers(everything, profile.speed, metres)
     # the track as judged too: only the fences need it
     judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in worn if i not in new_ids]
-    clean, before = exclude_outliers_of_both(everything, judged, profile.speed)
+    clean, before = exclude_outliers_of_both(everything, judged, profile.speed, metres)
     if not clean.kept:
         return clean
     # Only the segments that differ between the track as judged and the track now can cross

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pyproj import CRS, Transformer
 
+from lora_bridge.domain.batch_metres import BatchMetres
 from lora_bridge.domain.geofences import metric_frame, metric_transformers
 from lora_bridge.domain.rules_profiles import ImmobilityProfile, SpeedProfile
 
@@ -78,12 +79,15 @@ def _projected_back(fixes: list[Fix], known: Metres | None) -> tuple[np.ndarray,
     return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]), back
 
 
-def _metres(fixes: list[Fix]) -> tuple[list[tuple[float, float]], tuple[Transformer, Transformer]]:
+def _metres(fixes: list[Fix], batch: BatchMetres | None = None,
+            ) -> tuple[list[tuple[float, float]], tuple[Transformer, Transformer]]:
     """The fixes as (x, y) metres in the UTM zone of their mean (the same numbers as project), and the
     zone's transformers (the one that gave them, the one back): plain floats, for the cleaning's walk
-    from fix to fix."""
+    from fix to fix. batch: the batch's fixes projected already, taken when they hold these."""
     lons, lats = _lon_lat(fixes)
     transformers = metric_transformers(*_means(lons, lats))
+    if batch is not None and (xy := batch.metres(transformers[0], lons, lats)) is not None:
+        return xy, transformers
     # in place, on the two arrays of doubles: pyproj takes them as they are (no copy, no numpy steps) and
     # gives them back as metres, each an exact float of PROJ's answer, as a numpy copy would hold it
     x, y = transformers[0].transform(lons, lats, inplace=True)
@@ -124,21 +128,23 @@ class CleanTrack:
         return [_outlier(fix, speed_mps) for fix, speed_mps in self.outlier_speeds]
 
 
-def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
+def exclude_outliers(fixes: list[Fix], profile: SpeedProfile, batch: BatchMetres | None = None) -> CleanTrack:
     """Drop fixes that could only be reached faster than profile.max_speed_kmh from the last kept fix.
 
     A fix too fast to reach is an outlier unless the fix after it is also too fast to reach from the
     last kept one but close to it (then the animal really moved, e.g. after a gap): both are kept.
     The newest fix is judged on what is known; a later fix can rehabilitate it the same way.
+    batch: the batch's fixes projected already (`batch_metres`), or None.
     """
     ordered = sorted(fixes, key=_TIME)
     if len(ordered) < 2:
         return CleanTrack(kept=list(ordered))
-    xy, transformers = _metres(ordered)
+    xy, transformers = _metres(ordered, batch)
     return _cleaned(ordered, xy, transformers, profile, len(ordered))[0]
 
 
-def exclude_outliers_of_both(fixes: list[Fix], older: list[Fix], profile: SpeedProfile) -> tuple[CleanTrack, CleanTrack]:
+def exclude_outliers_of_both(fixes: list[Fix], older: list[Fix], profile: SpeedProfile,
+                             batch: BatchMetres | None = None) -> tuple[CleanTrack, CleanTrack]:
     """(exclude_outliers(fixes), exclude_outliers(older)) for older, some of the fixes: a collar's
     track now and the track as it was judged before its new fixes. When older are the oldest of the
     fixes and their mean lies in the same UTM zone (a collar's new fixes came after the ones judged,
@@ -146,13 +152,13 @@ def exclude_outliers_of_both(fixes: list[Fix], older: list[Fix], profile: SpeedP
     the same metres: taken from the one walk over fixes, not projected and walked again."""
     ordered = sorted(fixes, key=_TIME)
     if len(ordered) < 2 or len(older) < 2:
-        return exclude_outliers(fixes, profile), exclude_outliers(older, profile)
-    xy, transformers = _metres(ordered)
+        return exclude_outliers(fixes, profile, batch), exclude_outliers(older, profile, batch)
+    xy, transformers = _metres(ordered, batch)
     count = len(older)
     older_ordered = sorted(older, key=_TIME)
     lons, lats = _lon_lat(older_ordered)
     if ordered[:count] != older_ordered or metric_transformers(*_means(lons, lats))[0] is not transformers[0]:
-        return _cleaned(ordered, xy, transformers, profile, len(ordered))[0], exclude_outliers(older, profile)
+        return _cleaned(ordered, xy, transformers, profile, len(ordered))[0], exclude_outliers(older, profile, batch)
     return _cleaned(ordered, xy, transformers, profile, count)
 
 
