@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from collar_firmware import codec, downlink, main, risk
+from collar_firmware import codec, downlink, fences, main, risk
 
 
 @pytest.mark.parametrize("name", codec.ALERT_TYPES[1:])
@@ -21,8 +21,13 @@ def test_collar_ports_and_ack_codes_come_from_the_codec_table():
         codec.port_of(n) for n in ("status", "activity", "positions", "alert", "ack"))
     assert downlink.COMMAND_PORT == codec.port_of("tracking")
     assert downlink.SETTINGS_PORT == codec.port_of("settings")
-    for name in ("ok", "unknown_command", "malformed", "out_of_range", "unknown_setting", "busy", "refused"):
+    # every ack code the collar's downlink module names (fences take theirs from it) is the table's
+    named = [name for name in codec.ACK_RESULTS if hasattr(downlink, "ACK_" + name.upper())]
+    assert {"ok", "unknown_command", "malformed", "out_of_range", "refused"} <= set(named)
+    for name in named:
         assert getattr(downlink, "ACK_" + name.upper()) == codec.ACK_RESULTS.index(name)
+    assert (fences.ACK_OK, fences.ACK_MALFORMED, fences.ACK_OUT_OF_RANGE) == (
+        downlink.ACK_OK, downlink.ACK_MALFORMED, downlink.ACK_OUT_OF_RANGE)
 
 
 def test_encode_hands_back_the_port_with_the_bytes():
