@@ -35,3 +35,23 @@ def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_the_webhook_
     assert set(by_thread) >= {"applying", "release", "parent_pipe"} and by_thread["applying"] > 0
     # the load process's own share (every body answered 202 by the stand-in webhook, else it raises)
     assert figures["load_cpu_ms_per_request"] > 0 and figures["load_python_calls_per_request"] > 10
+
+
+def test_a_run_whose_rules_failed_gives_no_figures(tmp_path, monkeypatch):
+    """A rule that raises is logged and its collar judged again alone, every body still applied: the run's
+    CPU and calls would be those of the failure's path (a draft rule's error had counted 4,433 calls an
+    uplink), so the bench refuses to give them."""
+    from lora_bridge.domain import rules_engine
+
+    judged = rules_engine.evaluate_device
+
+    def failing(session, runtime, device_id, *args, **kwargs):
+        if device_id.endswith("01"):
+            raise TypeError("a draft rule's mistake")
+        return judged(session, runtime, device_id, *args, **kwargs)
+
+    bodies = synthetic_bodies(2, 3)
+    cpu_bench.applier_cpu_s(f"sqlite:///{tmp_path / 'before.db'}", bodies, 4)  # the rules as they are: figures
+    monkeypatch.setattr(rules_engine, "evaluate_device", failing)
+    with pytest.raises(RuntimeError, match="rule evaluations failed during the run"):
+        cpu_bench.applier_cpu_s(f"sqlite:///{tmp_path / 'after.db'}", bodies, 4)
