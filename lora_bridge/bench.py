@@ -130,7 +130,6 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from lora_bridge.adapters.mqtt_metrics import percentile_ms
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.bench_waits import BackendWaits
 from lora_bridge.decode import default_codec
@@ -694,8 +693,8 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             "applied_twice": len(rows) - len(set(rows)),
             "mean_batch": round(batched["bodies"] / max(1, batched["batches"]), 2),
             # each message's wait from its arrival in a worker to its PUBACK (sent once its body is durable)
-            "ack_wait_p50_ms": percentile_ms(batched["ack_waits_s"], 0.5),
-            "ack_wait_p99_ms": percentile_ms(batched["ack_waits_s"], 0.99),
+            "ack_wait_p50_ms": round(1000 * _percentile(batched["ack_waits_s"], 0.5), 2),
+            "ack_wait_p99_ms": round(1000 * _percentile(batched["ack_waits_s"], 0.99), 2),
             "batches_fell_back": batched["fell_back"],
             "handed_over": batched["handed_over"],
             # hand-overs a worker's share applied apart from its ingest batches (idle 50 ms): each such

@@ -15,7 +15,7 @@ from test_bridge_mqtt_batches import NO_BROKER, HeldBatches, acknowledgements, d
 
 from lora_bridge.adapters.api import add_collector, create_app
 from lora_bridge.adapters.mqtt import MqttIngest
-from lora_bridge.adapters.mqtt_metrics import BOUNDS_S, AckWaits, MqttCollector, percentile_ms
+from lora_bridge.adapters.mqtt_metrics import BOUNDS_S, AckWaits, MqttCollector
 
 
 def scrape(app, headers: dict[str, str]) -> dict[str, float]:
@@ -101,7 +101,7 @@ def test_operator_scraping_a_running_bridge_sees_its_mqtt_worker_connected_and_e
     assert scraped[f"tembo_mqtt_ack_wait_seconds_count{label}"] == len(messages)
 
 
-def test_ack_waits_fall_in_the_buckets_prometheus_reads_and_give_percentiles_by_nearest_rank():
+def test_ack_waits_fall_in_the_buckets_prometheus_reads_and_keep_the_latest_in_order():
     waits = AckWaits()
     waits.observe([0.0005, 0.001, 0.003, 0.2, 0.2, 45.0])
     buckets, total = waits.histogram()
@@ -112,6 +112,4 @@ def test_ack_waits_fall_in_the_buckets_prometheus_reads_and_give_percentiles_by_
     assert dict(buckets)["30.0"] == 5 and dict(buckets)["+Inf"] == 6
     assert total == pytest.approx(45.4045)
     assert waits.count == 6
-    assert percentile_ms(waits.latest_s(), 0.5) == 3.0
-    assert percentile_ms(waits.latest_s(), 0.99) == 45000.0
-    assert percentile_ms([], 0.5) is None
+    assert waits.latest_s() == [0.0005, 0.001, 0.003, 0.2, 0.2, 45.0]  # the bench's percentiles read these

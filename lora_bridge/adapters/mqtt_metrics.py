@@ -63,14 +63,6 @@ class AckWaits:
         return cumulative, total
 
 
-def percentile_ms(waits_s: list[float], share: float) -> float | None:
-    """The wait (ms) below which `share` of waits_s lie (nearest rank); None without waits."""
-    if not waits_s:
-        return None
-    ordered = sorted(waits_s)
-    return round(1000 * ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))], 2)
-
-
 class MqttCollector:
     """Prometheus collector of a bridge's MQTT workers, one label set a worker (its client id)."""
 
