@@ -151,3 +151,24 @@ def test_collars_updated_through_the_driver_are_what_sqlalchemy_stores(tmp_path:
     finally:
         for db in stores.values():
             db.dispose()
+
+
+def test_rows_of_changing_columns_go_in_in_order_one_statement_a_run(tmp_path: Path) -> None:
+    """A batch's held rows (`execute_runs`): consecutive rows naming the same columns go in by one
+    executemany, a row naming others starts the next, and every row is stored as bound, in order."""
+    db = open_database(f"sqlite:///{tmp_path / 'store'}.db")
+    try:
+        rows = [raw_row(1), raw_row(2), {**raw_row(3), "error": "bad frame"}, raw_row(4), raw_row(5)]
+        del rows[2]["event"]  # a row naming one column fewer than its neighbours: a run of its own
+        rows[3].pop("event")
+        rows[4].pop("event")
+        with db.write() as session:
+            connection = session.connection()
+            writes = count_writes(db)
+            runs = list(driver_rows.execute_runs(connection, insert(RawUplink.__table__), rows))
+            assert writes["statements"] == 2
+        assert [count for count, _ in runs] == [2, 3]
+        assert [row["id"][0] for row in stored(db, "raw_uplinks")] == [1, 2, 3, 4, 5]
+        assert stored(db, "raw_uplinks")[2]["error"] == ("bad frame", "text")
+    finally:
+        db.dispose()

@@ -17,7 +17,6 @@ relationship, an attribute not loaded, or a flush of named objects is left to th
 from __future__ import annotations
 
 from functools import cache
-from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
@@ -114,11 +113,10 @@ def update_in_key_order(connection: Connection, table: Table, rows: list[tuple[A
     the same columns in one executemany: the unit of work's statements, so two workers on PostgreSQL still
     lock rows in one order."""
     multi_rowcount = connection.dialect.supports_sane_multi_rowcount
-    for _names, run in groupby(sorted(rows, key=itemgetter(0)), key=lambda row: row[1].keys()):
-        params = [{**values, ROW_KEY: row_key} for row_key, values in run]
-        result = driver_rows.execute_many(connection, update_of(table), params)  # SQLite: past per-row steps
-        if multi_rowcount and result.rowcount not in (-1, len(params)):
-            raise StaleDataError(f"UPDATE of {table.name} matched {result.rowcount} of {len(params)} rows")
+    params = [{**values, ROW_KEY: row_key} for row_key, values in sorted(rows, key=itemgetter(0))]
+    for count, result in driver_rows.execute_runs(connection, update_of(table), params):
+        if multi_rowcount and result.rowcount not in (-1, count):
+            raise StaleDataError(f"UPDATE of {table.name} matched {result.rowcount} of {count} rows")
 
 
 @event.listens_for(Session, "before_flush")

@@ -21,8 +21,10 @@ named parameters and SQLAlchemy folds a batch's inserted rows into multi-row sta
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from operator import itemgetter
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -91,6 +93,16 @@ def execute_many(connection: Connection, statement: Insert | Update, rows: list[
     if compiled is None:
         return connection.execute(statement, rows)
     return connection.exec_driver_sql(compiled.sql, compiled.bound(rows))
+
+
+def execute_runs(connection: Connection, statement: Insert | Update,
+                 rows: list[dict[str, Any]]) -> Iterator[tuple[int, Any]]:
+    """Execute statement for rows in their order, one `execute_many` a run of consecutive rows with the
+    same keys (a batch's held history rows, its changed collars and cursors: most share their keys);
+    (how many rows, its result) for each run, as it is executed."""
+    for _keys, run in groupby(rows, key=dict.keys):
+        same = list(run)
+        yield len(same), execute_many(connection, statement, same)
 
 
 # Compiled statements by dialect (an engine's: its JSON serializer, its types' processors), then by

@@ -58,13 +58,8 @@ def hold(session: Session, kind: held_writes.Holder, row: dict[str, Any]) -> Non
 def _writer(table: Table) -> Callable[[Connection, dict[Any, Any]], int]:
     def write(connection: Connection, held: dict[Any, Any]) -> int:
         """Insert the held rows in the order they came, one executemany a run of rows with the same keys."""
-        rows = list(held.values())
-        start = 0
-        for end in range(1, len(rows) + 1):
-            if end == len(rows) or rows[end].keys() != rows[start].keys():
-                driver_rows.execute_many(connection, _plain_insert(table), rows[start:end])
-                start = end
-        return len(rows)
+        return sum(count for count, _ in driver_rows.execute_runs(connection, _plain_insert(table),
+                                                                  list(held.values())))
 
     return write
 
