@@ -37,7 +37,7 @@ RAW_ROWS = [
     raw_row(3, duplicate_of=2, backfilled=False, heard_at_reported=datetime(2026, 12, 7, 9, 0, tzinfo=UTC),
             error="bad frame", event="up", content_type="application/json", path_ids={}),
     # JSON bound straight to the serializer (a list, a dict) and through the processor (JSON's null, SQL's NULL)
-    raw_row(4, gateways=[{"id": "gw-süd", "rssi": -120.5, "tags": ["a", None, True, 1e300]}], path_ids=JSON.NULL),
+    raw_row(4, backfilled=0, gateways=[{"id": "gw-süd", "rssi": -120.5, "tags": ["a", None, True, 1e300]}], path_ids=JSON.NULL),
     raw_row(5, gateways=[[], {}], path_ids=null()),
 ]
 POSITIONS = [

@@ -14,8 +14,8 @@ and bytes for a LargeBinary column as they are (SQLite's driver stores them as t
 buffer), a UTC time of a `UTCDateTime` column formatted here as its processor formats it (the raw rows,
 fixes, summaries, readings, collars and cursors of a batch bind some six times an uplink), a dict or list of
 a JSON column handed straight to the serializer its processor hands it to (a raw row's gateways, a summary's
-shares, a collar's flags: the processor's own steps cost two calls a value), any other value through its
-processor. PostgreSQL's go SQLAlchemy's way: its driver takes
+shares, a collar's flags: the processor's own steps cost two calls a value), True or False of a Boolean
+column as the 1 or 0 its processor binds, any other value through its processor. PostgreSQL's go SQLAlchemy's way: its driver takes
 named parameters and SQLAlchemy folds a batch's inserted rows into multi-row statements there.
 """
 
@@ -29,7 +29,7 @@ from operator import itemgetter
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import JSON, Connection, LargeBinary
+from sqlalchemy import JSON, Boolean, Connection, LargeBinary
 from sqlalchemy.engine import Dialect, processors
 from sqlalchemy.sql.dml import Insert, Update
 
@@ -43,6 +43,9 @@ _UTC_TEXT = 3  # a UTCDateTime on SQLite: a naive or UTC datetime as its text, a
 # a JSON column on SQLite: a dict or a list as the dialect's JSON serializer writes it (what the processor
 # does with one), anything else (a None, `JSON.NULL`, a `null()`) through the processor
 _JSON_DOCUMENT = 4
+# a Boolean on SQLite (no native boolean): True or False as the 1 or 0 its processor binds (a raw row's
+# `backfilled`, once a body), anything else through the processor (which refuses what is not a boolean)
+_BOOL_AS_INT = 5
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class DriverStatement:
                                                       value.second, value.microsecond)
                 elif how == _JSON_DOCUMENT and (type(value) is dict or type(value) is list):
                     values[position] = serialize(value)  # what the processor returns for one, without its steps
+                elif how == _BOOL_AS_INT and type(value) is bool:
+                    values[position] = 1 if value else 0  # the processor's `int(value)`, without its two steps
                 else:
                     values[position] = process(value)
             bound.append(tuple(values))
@@ -146,6 +151,8 @@ def _driver_statement(dialect: Dialect, statement: Insert | Update, keys: tuple[
         elif _json_serializer_of(dialect, compiled.binds[name].type) is not None:
             how = _JSON_DOCUMENT
             serialize = _json_serializer_of(dialect, compiled.binds[name].type)
+        elif isinstance(compiled.binds[name].type, Boolean) and not dialect.supports_native_boolean:
+            how = _BOOL_AS_INT
         else:
             how = _THROUGH_PROCESSOR
         steps.append((position, how, process, process(None)))
