@@ -40,9 +40,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.identity import IdentityMap
 
-from lora_bridge.domain import alerts, devices, geofences, herd, rules, rules_visits
+from lora_bridge.domain import alerts, devices, geofences, herd, open_alerts, rules, rules_visits
 from lora_bridge.domain.batch_metres import BatchMetres
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
+from lora_bridge.domain.open_alerts import OpenAlert
 from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, REST_CLASSES, corroborate
 from lora_bridge.domain.rules_crossings import (
     CONFIRMATION_KEY,
@@ -115,15 +116,26 @@ class Steps:
     items: list[tuple[int, str]] = field(default_factory=list)
     detail: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # per (alert id, action)
     fixes: list[tuple[str, datetime, float, float]] = field(default_factory=list)  # new plausible fixes
-    open: dict[str, Alert] = field(default_factory=dict)  # the collar's open alerts by type, read once
+    # the collar's open alerts by type, read once (a batch's as rows until a rule changes one: `mapped`)
+    open: dict[str, OpenAlert] = field(default_factory=dict)
     # Every open alert of the collar, a previous wearer's too (read once; her backlog is judged on hers)
-    all_open: list[Alert] = field(default_factory=list)
+    all_open: list[OpenAlert] = field(default_factory=list)
     # Judging a previous wearer's backlog: when the collar came off her (her alerts' open key, `herd.open_key_of`)
     worn_until: datetime | None = None
 
     def add(self, alert_id: int | None, action: str) -> None:
         if alert_id is not None and (alert_id, action) not in self.items:
             self.items.append((alert_id, action))
+
+    def mapped(self, session: Session, alert: OpenAlert | None) -> Alert | None:
+        """alert as the mapped object a rule changes (`open_alerts.mapped`), put in place of its row here."""
+        if alert is None or isinstance(alert, Alert):
+            return alert
+        changed = open_alerts.mapped(session, alert)
+        if self.open.get(changed.alert_type) is alert:
+            self.open[changed.alert_type] = changed
+        self.all_open[:] = [changed if each is alert else each for each in self.all_open]
+        return changed
 
 
 class RulesRuntime:
@@ -195,7 +207,7 @@ class _CollarsRead:
     # each collar's rule profile, looked up once for the batch
     profiles: dict[str, RuleProfile]
     fence_version: tuple[int, int, str]
-    open_alerts: dict[str, list[Alert]]
+    open_alerts: dict[str, list[OpenAlert]]  # by collar, as rows (`open_alerts`)
     # the sums of the stored battery readings of the trend's window of each collar with a new status
     readings: dict[str, rules.ReadingSums]
     # the usual track reads of most of these collars, done in one statement (`_read_tracks`)
@@ -220,7 +232,8 @@ def _collars_reads(size: int) -> dict[str, Any]:
             .where(bulk.in_list(Device.device_id, "device", size))
         ),
         "open_alerts": (
-            select(Alert).where(bulk.in_list(Alert.device_id, "device", size), Alert.open_key.is_not(None))
+            select(*Alert.__table__.columns)
+            .where(bulk.in_list(Alert.device_id, "device", size), Alert.open_key.is_not(None))
             .order_by(Alert.id)
         ),
     }
@@ -242,11 +255,8 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
         }
     profiles = {device_id: runtime.profile(device, animal) for device_id, (device, animal, _) in rows.items()}
     fence_version = geofences.fence_version(session)
-    open_alerts: dict[str, list[Alert]] = {}
-    with session.no_autoflush:
-        for alert in session.scalars(reads["open_alerts"], theirs):
-            open_alerts.setdefault(alert.device_id, []).append(alert)
-    read = _CollarsRead(frozenset(device_ids), rows, profiles, fence_version, open_alerts,
+    read = _CollarsRead(frozenset(device_ids), rows, profiles, fence_version,
+                        open_alerts.read_open(session, reads["open_alerts"], theirs),
                         _read_readings(session, profiles, rows))
     read.tracks = _read_tracks(session, profiles, rows)
     read.first_tracks = _read_first_tracks(session, rows)
@@ -603,12 +613,14 @@ def _raise(session: Session, steps: Steps, **kwargs: Any) -> tuple[Alert, bool]:
     # The collar's open alert of the type is in steps.open (read with the collar, kept up to date by
     # _raise and _close): raise_alert need not read it again.
     key = herd.open_key_of(kwargs["device_id"], kwargs["alert_type"], steps.worn_until)
-    alert, is_new = alerts.raise_alert(session, open_now=steps.open.get(kwargs["alert_type"]), key=key, **kwargs)
+    open_now = steps.mapped(session, steps.open.get(kwargs["alert_type"]))
+    alert, is_new = alerts.raise_alert(session, open_now=open_now, key=key, **kwargs)
     steps.open[alert.alert_type] = alert
     return alert, is_new
 
 
-def _close(session: Session, steps: Steps, alert: Alert, reason: str, at: datetime) -> bool:
+def _close(session: Session, steps: Steps, open_alert: OpenAlert, reason: str, at: datetime) -> bool:
+    alert = steps.mapped(session, open_alert)
     if not auto_resolve(session, alert, reason, at):
         if alert.state not in alerts.OPEN_STATES:  # a ranger resolved it meanwhile: no longer the open one
             steps.open.pop(alert.alert_type, None)
@@ -638,7 +650,8 @@ def _battery(
     trend = rules.battery_trend(session, device, status_time, profile.battery, readings)
     forecast = rules.check_battery_forecast(
         session, device, animal_id, status_time, profile.battery, trend=trend,
-        open_now=steps.open.get(rules.BATTERY_FORECAST), fitted_at=animal.collar_fitted_at if animal else None,
+        open_now=steps.mapped(session, steps.open.get(rules.BATTERY_FORECAST)),
+        fitted_at=animal.collar_fitted_at if animal else None,
     ) if trend is not None else None
     if forecast is not None:
         steps.add(forecast, "raised")
@@ -1056,7 +1069,7 @@ def match_crossings(
     return fresh, again, left
 
 
-def _crossing_alert(steps: Steps, crossing: Crossing) -> Alert | None:
+def _crossing_alert(steps: Steps, crossing: Crossing) -> OpenAlert | None:
     """The open server alert raised for exactly this crossing (same fence, same interpolated time)."""
     for alert_type in (GEOFENCE_EXIT, GEOFENCE_ENTER, GEOFENCE_FARMLAND):
         alert = steps.open.get(alert_type)
@@ -1073,7 +1086,7 @@ def _refine_crossing(session: Session, old: Crossing, new: Crossing, steps: Step
     and place (the old ones stay in its history)."""
     if old.time == new.time:
         return
-    alert = _crossing_alert(steps, old)
+    alert = steps.mapped(session, _crossing_alert(steps, old))
     if alert is None:
         return
     alert.evidence = {
@@ -1219,6 +1232,7 @@ def _check_collar_fence_alerts(session: Session, judge: CrossingJudge, kept: lis
         if judged is None or judged.verdict == PENDING:
             continue
         held = judged.verdict == LONE_FIX
+        alert = steps.mapped(session, alert)
         alert.evidence = {
             **alert.evidence,
             TRACK_CHECK_KEY: {
@@ -1269,7 +1283,9 @@ def _immobility(
         evidence = result.evidence(profile.immobility)
         evidence["excluded_fixes"] = clean.outliers[-5:]
         if open_alert is not None and open_alert.evidence.get("still_since") == evidence["still_since"]:
-            open_alert.evidence = {**open_alert.evidence, **evidence}  # the same stillness, growing
+            grown = {**open_alert.evidence, **evidence}  # the same stillness, growing
+            if grown != open_alert.evidence:  # the unit of work writes an equal value as nothing changed
+                steps.mapped(session, open_alert).evidence = grown
             return
         if open_alert is None and _still_where_closed(session, device, profile, fitted_at):
             return
@@ -1359,7 +1375,7 @@ def _still_where_closed(session: Session, device: Device, profile: RuleProfile, 
 
 def _corroborate(session: Session, device: Device, profile: RuleProfile, steps: Steps) -> None:
     for alert_type in CORROBORATED_TYPES:
-        alert = steps.open.get(alert_type)
+        alert = steps.mapped(session, steps.open.get(alert_type))
         if alert is not None:
             corroborate(session, alert, device, profile)
 
