@@ -70,7 +70,8 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        PUBACK (once durable) with every body published at
                                                        once (mostly the backlog's); `mqtt_half_rate_*`: the
                                                        same with the worker offered half the rate it reached
-                                                       in its round (its batches' own), and its mean batch
+                                                       in its round (its batches' own), its mean batch and
+                                                       the worker's full collections in the run
     mqtt_*cpu_ms_per_uplink*                           the workers' CPU time per uplink (all, each);
                                                        `_by_part`: PostgreSQL, Mosquitto, load generator;
                                                        `all_`: every part together
@@ -677,7 +678,7 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             process.stdin.close()
         batched = {"batches": 0, "bodies": 0, "fell_back": 0, "handed_over": 0, "taken": 0, "apart_batches": 0,
                    "apart_bodies": 0, "cpu_s": 0.0, "python_calls": 0, "statements": 0, "commits": 0,
-                   "ack_waits_s": []}
+                   "ack_waits_s": [], "start_up_objects_frozen": [], "full_collections": 0, "full_collections_s": 0.0}
         cpu_per_worker: list[float] = []
         for process in processes:
             try:
@@ -695,6 +696,11 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             # each message's wait from its arrival in a worker to its PUBACK (sent once its body is durable)
             "ack_wait_p50_ms": round(1000 * _percentile(batched["ack_waits_s"], 0.5), 2),
             "ack_wait_p99_ms": round(1000 * _percentile(batched["ack_waits_s"], 0.99), 2),
+            # each worker's start-up heap left out of the collector's passes (as `tembo bridge` does), and
+            # the full collections the workers made in the run, with their time in all (each holds the GIL)
+            "start_up_objects_frozen": batched["start_up_objects_frozen"],
+            "full_collections": batched["full_collections"],
+            "full_collections_ms": round(1000 * batched["full_collections_s"], 1),
             "batches_fell_back": batched["fell_back"],
             "handed_over": batched["handed_over"],
             # hand-overs a worker's share applied apart from its ingest batches (idle 50 ms): each such
@@ -740,26 +746,34 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
     Option `no-collar-shares`: apply every message the broker hands this worker, whatever its collar."""
     from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
     from lora_bridge.collar_shares import CollarShare
+    from lora_bridge.collector_pace import FullCollections
+    from lora_bridge.start_up_heap import freeze_start_up_heap
 
     profile_to = os.environ.get(MQTT_WORKER_PROFILE_ENV)
     profiles = ThreadProfiles().start() if profile_to else None
     with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
         bridge.process_pending()  # bodies a killed worker stored and did not apply, as `tembo bridge` does
         bridge.warm_up()  # as `tembo bridge` does before its MQTT workers start (`server.serve`)
+        # as `tembo bridge` does once they started: else a full collection walks the whole start-up heap
+        # mid-batch (88-172 ms, every thread stalled), the tail of the PUBACK waits at half load
+        frozen = freeze_start_up_heap()
         share = CollarShare(bridge, f"{group}/{client_id}")
         worker = MqttIngest(bridge.ingest_network_message, parse_broker_url(broker_url), share_group=group,
                             client_id=client_id, topics=("v3/+/devices/+/up",), threads=bridge.settings.mqtt_threads,
                             share=None if "no-collar-shares" in options else share, keep=bridge.keep_failed)
         with worker:
             print("ready", flush=True)
+            collections = FullCollections().start()
             cpu_started = time.process_time()
             calls_started = profiles.calls() if profiles is not None else 0
             writes = count_writes(bridge.db) if profiles is not None else {}
             sys.stdin.read()
             cpu_s = time.process_time() - cpu_started
+            collections.stop()
             calls = profiles.calls() - calls_started if profiles is not None else 0
         said = {**bridge.ingest_batches(), "handed_over": share.handed_over, "taken": share.taken, "cpu_s": cpu_s,
-                "ack_waits_s": worker.ack_waits.latest_s()}
+                "ack_waits_s": worker.ack_waits.latest_s(), "start_up_objects_frozen": [frozen],
+                "full_collections": collections.count, "full_collections_s": collections.seconds}
         if profiles is not None:
             profiles.stop()
             profiles.stats().dump_stats(profile_to)
@@ -983,6 +997,7 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         "mqtt_half_rate_ack_wait_p50_ms": median_of(half_rate, "ack_wait_p50_ms"),
         "mqtt_half_rate_ack_wait_p99_ms": median_of(half_rate, "ack_wait_p99_ms"),
         "mqtt_half_rate_mean_batch": median_of(half_rate, "mean_batch"),
+        "mqtt_half_rate_full_collections": median_of(half_rate, "full_collections"),
         "workers_speedup": round(two / one, 2),
         "mqtt_two_workers_no_collar_shares_uplinks_per_s": round(mixed, 1),
         "workers_speedup_no_collar_shares": round(mixed / one, 2),

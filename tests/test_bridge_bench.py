@@ -185,6 +185,23 @@ def test_the_mqtt_bench_paces_its_publisher_and_counts_every_message_s_wait_for_
     assert 0 < run["ack_wait_p50_ms"] <= run["ack_wait_p99_ms"]
 
 
+@pytest.mark.mqtt
+@pytest.mark.postgres
+def test_the_mqtt_bench_s_worker_leaves_its_start_up_heap_to_the_collector_as_tembo_bridge_does(mosquitto,
+                                                                                                 postgres_url):
+    """A worker process that kept its start-up heap in the collector's passes had a full collection walk
+    it all (88-172 ms, the GIL held) mid-batch or in its MQTT client's thread: the PUBACK tail at half load
+    was the bench's, not `tembo bridge`'s, which freezes that heap (`server.serve`)."""
+    from lora_bridge.bench import mqtt_run
+
+    bodies = synthetic_bodies(2, 3)
+    run = mqtt_run(postgres_url, mosquitto, bodies, 1, "bench-frozen", rate=200.0)
+
+    assert (run["lost"], run["applied_twice"]) == (0, 0)
+    # the imported libraries and the opened bridge: well over a hundred thousand objects
+    assert len(run["start_up_objects_frozen"]) == 1 and run["start_up_objects_frozen"][0] > 100_000
+
+
 def test_the_bench_says_what_two_workers_could_reach_on_its_cores_only_when_it_had_them():
     from lora_bridge.bench import speedup_cpu_ceiling
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 
-from lora_bridge.collector_pace import YOUNG_OBJECTS, pace_young_collections
+from lora_bridge.collector_pace import YOUNG_OBJECTS, FullCollections, pace_young_collections
 
 
 def _young_collections_while_a_batch_holds(objects: int) -> int:
@@ -40,3 +40,18 @@ def test_a_paced_process_holds_a_batch_of_rows_without_a_young_collection_and_ke
     assert unpaced >= 5  # every 700 objects held
     assert paced == 0
     assert thresholds == (YOUNG_OBJECTS, before[1], before[2])
+
+
+def test_the_bench_counts_a_worker_s_full_collections_and_not_its_young_ones():
+    counted = FullCollections().start()
+    try:
+        gc.collect(0)
+        gc.collect(1)
+        gc.collect()
+        gc.collect()
+    finally:
+        counted.stop()
+    gc.collect()  # after stop: not counted
+
+    assert counted.count == 2
+    assert counted.seconds > 0
