@@ -45,6 +45,12 @@ from lora_bridge.uplink_formats import MAX_F_CNT, UINT64_MAX, int_within
 log = logging.getLogger(__name__)
 
 
+class AnswerCutOff(DownlinkError):
+    """The network server had a push whole, and its answer did not come whole within the call's limits (it
+    hung, or trickled past `call_deadline`'s bound): the downlink may already wait in the collar's queue
+    there, so pushing it again could have the collar hear it twice."""
+
+
 @dataclass(frozen=True)
 class DownlinkTarget:
     """Where one collar's downlinks go."""
@@ -204,7 +210,8 @@ class NetworkServerClient:
                 for item in items
             ]
         }
-        self._post(url, body, headers, f"downlink pushed device_id={target.device_id}", target.device_id)
+        self._post(url, body, headers, f"downlink pushed device_id={target.device_id}", target.device_id,
+                   carries_downlinks=True)
         return None
 
     def send_multicast(self, frame: MulticastFrame, route_hint: RouteHint | None = None) -> None:
@@ -271,13 +278,16 @@ class NetworkServerClient:
             self._call("DELETE", url, None, headers, f"downlink queue flushed device_id={target.device_id}",
                        target.device_id)
         reference = None
-        for item in items:
+        for n, item in enumerate(items, start=1):
             answer = self._post(
                 url,
                 {"queueItem": {"fPort": item.f_port, "data": base64.b64encode(item.payload).decode(), "confirmed": False}},
                 headers,
                 f"downlink pushed device_id={target.device_id}",
                 target.device_id,
+                # the last item is the one pushed for; an earlier one cut off is pushed again with it (a
+                # replace flushes the queue first)
+                carries_downlinks=n == len(items),
             )
             reference = _queue_item_id(answer)
         return reference
@@ -427,21 +437,27 @@ class NetworkServerClient:
         return self._key() if configured is not None and origin_of(url) == configured else ""
 
     def _post(self, url: str, body: dict[str, object], headers: dict[str, str], done: str,
-              device_id: str | None = None) -> httpx.Response:
-        return self._call("POST", url, body, headers, done, device_id)
+              device_id: str | None = None, carries_downlinks: bool = False) -> httpx.Response:
+        return self._call("POST", url, body, headers, done, device_id, carries_downlinks=carries_downlinks)
 
     def _call(self, method: str, url: str, body: dict[str, object] | None, headers: dict[str, str], done: str,
-              device_id: str | None = None, accept: dict[int, str] | None = None) -> httpx.Response:
+              device_id: str | None = None, accept: dict[int, str] | None = None,
+              carries_downlinks: bool = False) -> httpx.Response:
         """Make one call to the network server and log `done` (what the call did) once it answered 2xx;
         a status in `accept` also counts as done and logs, as a warning, what that status means there.
         DownlinkError when the server is unreachable, has not answered whole in time (a connect and a read at
-        their limits: `call_deadline`) or answers anything else."""
+        their limits: `call_deadline`) or answers anything else; AnswerCutOff, when the call carries_downlinks,
+        for a request the server had whole and never answered whole (the downlinks may be queued there)."""
         try:
             response = request_within(self.http, method, url, "network-server-call", json=body, headers=headers)
+        except httpx.ReadTimeout as error:
+            cut_off = AnswerCutOff if carries_downlinks else DownlinkError
+            raise cut_off(f"network server took the request and did not answer: {type(error).__name__}") from error
         except httpx.HTTPError as error:
             raise DownlinkError(f"network server unreachable: {type(error).__name__}") from error
         except DeadlinePassed as error:
-            raise DownlinkError(f"network server too slow: {error}") from error
+            cut_off = AnswerCutOff if carries_downlinks else DownlinkError
+            raise cut_off(f"network server too slow: {error}") from error
         context = {"device_id": device_id} if device_id else {}
         meaning = (accept or {}).get(response.status_code)
         if meaning is not None:

@@ -30,6 +30,7 @@ from sqlalchemy import select, update
 from lora_bridge.domain import alerts, downlinks, fuota_delivery
 from lora_bridge.errors import DownlinkError, driver_said, is_transient_store_error, log_failure
 from lora_bridge.network_server import (
+    AnswerCutOff,
     DownlinkTarget,
     MulticastFrame,
     NetworkServerClient,
@@ -139,6 +140,17 @@ class Outbox:
             lease_ends = time.monotonic() + self.settings.downlink_lease_s
             try:
                 reference = self.client.send(target, items, replace=replace)
+            except AnswerCutOff as error:
+                # It may wait in the collar's queue at the network already: recorded as pushed, never pushed
+                # again blindly. Its delivery report or the collar's ack settle it; the collar's uplinks
+                # with neither make it unconfirmed, and it goes again then (`downlinks.mark_unconfirmed`).
+                self._finish(downlink_id, None, None, lease_ends, cut_off=str(error))
+                log.warning("downlink push answer cut off downlink_id=%d device_id=%s: %s; it may be queued at the "
+                            "network, so it waits for word of its delivery instead of a second push",
+                            downlink_id, target.device_id, error,
+                            extra={"device_id": target.device_id, "downlink_id": downlink_id})
+                refused.add(self._server_of(target))  # a server that slow: its other pushes wait for the next flush
+                continue
             except DownlinkError as error:
                 wait_s = _rate_limit_wait_s(error)
                 self._finish(downlink_id, str(error), None, lease_ends, wait_s)
@@ -254,15 +266,16 @@ class Outbox:
         )
 
     def _finish(self, downlink_id: int, error: str | None, reference: str | None, lease_ends: float,
-                wait_s: float | None = None) -> None:
+                wait_s: float | None = None, cut_off: str | None = None) -> None:
         """Record how the push went, tried again while the store cannot take it (locked by a backup,
         full, read-only) and the lease still holds the downlink: an accepted push whose outcome was
         lost went out again once the lease expired, and the collar got its ack twice. wait_s: the
-        server rate-limited the push (429): the downlink waits that long, no attempt spent."""
+        server rate-limited the push (429): the downlink waits that long, no attempt spent. cut_off: the
+        push went with no whole answer (`AnswerCutOff`, why): recorded as pushed, the network silent."""
         pause_s = 0.2
         while True:
             try:
-                self._record_push(downlink_id, error, reference, wait_s)
+                self._record_push(downlink_id, error, reference, wait_s, cut_off)
                 return
             except Exception as failure:
                 if not is_transient_store_error(failure) or time.monotonic() + pause_s >= lease_ends:
@@ -273,16 +286,19 @@ class Outbox:
                 pause_s = min(2 * pause_s, 5.0)
 
     def _record_push(self, downlink_id: int, error: str | None, reference: str | None,
-                     wait_s: float | None = None) -> None:
+                     wait_s: float | None = None, cut_off: str | None = None) -> None:
         with self.db.write() as session:
             downlink = session.get(Downlink, downlink_id)
             if error is None:
                 downlinks.mark_sent(downlink, reference)
+                if cut_off is not None:
+                    downlink.network_state = None  # the network said nothing of it, not even that it took it
+                    downlink.last_error = f"answer cut off: {cut_off}; it may be queued at the network"
                 if downlink.alert_id is not None:
                     alert = session.get(Alert, downlink.alert_id)
-                    alerts.record_event(
-                        session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_ACK_SENT, {"seq": downlink.seq, "downlink_id": downlink.id}
-                    )
+                    detail = {"seq": downlink.seq, "downlink_id": downlink.id}
+                    alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_ACK_SENT,
+                                        detail if cut_off is None else {**detail, "answer_cut_off": True})
             else:
                 downlink.state = downlinks.STATE_QUEUED
                 downlink.lease_until = None

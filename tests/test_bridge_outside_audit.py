@@ -86,8 +86,49 @@ def test_rangers_acks_reach_other_collars_while_one_network_server_trickles_its_
     assert still_trickling, "the flush waited until the trickling server let go"
     assert accepted == 1 and [p["device_id"] for p in network.pushes] == ["kws-01"]
     slow = downlinks["tr-01"]
-    assert (slow.state, slow.attempts) == ("queued", 1), "the trickled push is tried again, one attempt spent"
+    assert (slow.state, slow.attempts) == ("sent", 1), "the trickled push may be at the network: not pushed again"
     assert "within" in (slow.last_error or "")
+
+
+def test_an_ack_whose_push_answer_was_cut_off_is_not_pushed_blindly_again_and_still_reaches_the_collar(store_url,
+                                                                                                        network):
+    # The network server takes the push of collar tr-01's mortality ack, then trickles its answer past the
+    # bridge's limit: the ack may well be in the collar's queue at the network already. Pushed again at the
+    # next flush, the collar would hear it twice, out of its ten downlinks a day. It waits instead for word
+    # of its delivery; the collar's uplinks with no ack and no report make it unconfirmed, and it goes
+    # once more, by the route the collar's newest uplinks came with.
+    trickling = TricklingServer()
+    give_up = threading.Timer(20.0, trickling.release.set)
+    give_up.start()
+    try:
+        with serve_app_in_thread(trickling.app(), port=free_port()) as running:
+            with b.fresh_bridge(store_url, outbox_worker=False, downlink_timeout_s=0.5) as bridge, \
+                    TestClient(create_app(bridge)) as client:
+                body, headers = _through(running.url, "tr-01", "NNSXS.TRICKLE")
+                assert client.post("/uplinks/tts", content=body, headers=headers).status_code == 200
+                first_flush = bridge.flush_downlinks()
+                trickling.release.set()
+                (cut_off,) = bridge.downlinks()
+                repeat = b.tts_uplink(b.alert("mortality", seq=1), device_id="tr-01", f_cnt=2)
+                assert client.post("/uplinks/tts", content=repeat, headers=headers).status_code == 200
+                second_flush = bridge.flush_downlinks()
+                pushes_to_trickling = trickling.calls
+                _, working = _through(network.url, "tr-01", network.api_key)
+                for f_cnt in (3, 4):
+                    status = b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id="tr-01", f_cnt=f_cnt)
+                    assert client.post("/uplinks/tts", content=status, headers=working).status_code == 200
+                third_flush = bridge.flush_downlinks()
+                later = [(d.state, d.attempts) for d in bridge.downlinks()]
+    finally:
+        trickling.release.set()
+        give_up.cancel()
+
+    assert first_flush == 0, "a push with no whole answer is not counted as accepted"
+    assert (cut_off.state, cut_off.attempts) == ("sent", 1), "it may be at the network: it waits for word of it"
+    assert "answer cut off" in (cut_off.last_error or "")
+    assert second_flush == 0 and pushes_to_trickling == 1, "the repeated alert does not push its ack blindly again"
+    assert third_flush == 1 and later == [("unconfirmed", 1), ("sent", 1)], "no word and 3 uplinks: it goes again"
+    assert [p["device_id"] for p in network.pushes] == ["tr-01"], "the ack went once more, by the working route"
 
 
 def test_the_duty_officers_sms_goes_while_earthranger_trickles_its_answer(sqlite_url, tmp_path):
