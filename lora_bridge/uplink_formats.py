@@ -328,19 +328,27 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
 
 
 def _check_same_device(device_id: str, dev_eui: str | None, named: Any) -> None:
-    """Raise MalformedUplink when the MQTT topic's (or webhook path's) device, named, is another collar than
-    the body's `end_device_ids` (its device_id, or its DevEUI for a path that names it by `{{devEUI}}`; an
-    EUI in the path of a body without a DevEUI passes).
-    The Things Stack publishes a collar's messages under its own device id (integrations/mqtt), and the
-    broker's ACL vouches for who may publish there: a body naming another collar is no message of the
-    network's (until 7 December it was filed, silently, under the body's collar)."""
+    """`check_topic_collar` for The Things Stack, which publishes a collar's messages under its device id
+    (integrations/mqtt): the topic's (or webhook path's) device, named, against the body's `end_device_ids`
+    (its device_id, or its DevEUI for a path that names it by `{{devEUI}}`; an EUI in the path of a body
+    without a DevEUI passes)."""
     path_device = label(named)
-    if not path_device or path_device == device_id:
-        return
-    if str(named).upper() == dev_eui if dev_eui is not None else _is_eui(named):
-        return  # the path names the collar by its DevEUI (or by an EUI a body without one cannot gainsay)
-    raise MalformedUplink(f"the topic (or webhook path) names device {path_device!r} but the body's "
-                          f"end_device_ids.device_id is {device_id!r}: taken for neither")
+    if path_device == device_id or (str(named).upper() == dev_eui if dev_eui is not None else _is_eui(named)):
+        return  # the same label, or the path names the collar by its DevEUI (or by an EUI nothing gainsays)
+    check_topic_collar(path_device, device_id, "device", "end_device_ids.device_id", where="topic (or webhook path)")
+
+
+def check_topic_collar(topic_collar: str | None, body_collar: str | None, named_as: str, body_field: str,
+                       where: str = "topic") -> None:
+    """Raise MalformedUplink when the MQTT topic (or a webhook's path) names a collar, topic_collar, other
+    than the body's, body_collar (named_as: what names it, a device or a DevEUI; body_field: where the body
+    names it); either one None or empty passes. Both networks publish a collar's messages under its own
+    topic (The Things Stack under its device id, ChirpStack under its DevEUI), and the broker's ACL vouches
+    for who may publish there: a body naming another collar is no message of the network's, taken for
+    neither collar (until 7 December it was filed, silently, under the body's)."""
+    if topic_collar and body_collar and topic_collar != body_collar:
+        raise MalformedUplink(f"the {where} names {named_as} {topic_collar!r} but the body's {body_field} is "
+                              f"{body_collar!r}: taken for neither")
 
 
 def tts_network_scope(message: dict[str, Any], path_ids: dict[str, str] | None) -> str | None:
@@ -401,12 +409,7 @@ def chirpstack_identity(
         if not body_eui:
             raise
         topic_eui = None  # a topic level that is no EUI names no collar: the body's
-    if body_eui and topic_eui and body_eui != topic_eui:
-        # ChirpStack publishes a device's events under its own DevEUI, and the broker's ACL vouches for who may
-        # publish there: a body naming another collar is no event of the network's (until 7 December it was
-        # filed, silently, under the body's collar)
-        raise MalformedUplink(f"the topic names DevEUI {topic_eui} but the body's deviceInfo.devEui is {body_eui}: "
-                              "taken for neither")
+    check_topic_collar(topic_eui, body_eui, "DevEUI", "deviceInfo.devEui")
     dev_eui = body_eui or topic_eui
     device_id = label(info.get("deviceName")) or dev_eui
     if not device_id and not info and ("devEUI" in document or "applicationID" in document):
