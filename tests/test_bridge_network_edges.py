@@ -124,6 +124,31 @@ def test_operator_compacts_dead_letters_from_the_command_line(sqlite_url, capsys
 
 
 @pytest.mark.mqtt
+def test_operators_timer_reads_the_dead_letters_once_when_there_is_nothing_to_compact(store_url):
+    # The bridge's timer compacts dead letters every run (`rules_every_s`): with none replayed long ago and the
+    # waiting ones within their budget, a run is one pass over the letters, not one per question it asks.
+    from sqlalchemy import event
+
+    letters = [Submission("tts", None, b"not json %d" % n) for n in range(30)]
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        bridge.ingest_batch(letters)
+        statements: list[str] = []
+
+        def seen(_conn, _cursor, statement, *_args) -> None:
+            if "dead_letters" in statement:
+                statements.append(statement)
+
+        event.listen(bridge.db.write_engine, "before_cursor_execute", seen)
+        try:
+            report = bridge.compact_dead_letters()
+        finally:
+            event.remove(bridge.db.write_engine, "before_cursor_execute", seen)
+        waiting = bridge.dead_letters()
+
+    assert report.letters_deleted == report.bodies_trimmed == 0 and len(waiting) == 30
+    assert len(statements) == 1, statements
+
+
 def test_a_message_whose_topic_names_another_collar_than_its_body_is_a_dead_letter_not_that_collars_fix(
         mosquitto, sqlite_url):
     # The broker's ACL vouches for the topic (The Things Stack publishes each collar's messages under its

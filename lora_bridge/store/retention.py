@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, case, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from lora_bridge.store.tables import DeadLetter, RawUplink
@@ -117,13 +117,19 @@ def compact_dead_letters(session: Session, replayed_before: datetime, body_budge
     waiting ones to their first `TRIMMED_BODY_BYTES` until their bodies fit body_budget_bytes (at most
     batch_rows of each per call; call again while it reports work)."""
     size = func.length(DeadLetter.body)
-    done = session.execute(select(DeadLetter.id, size).where(DeadLetter.replayed_at < replayed_before)
-                           .limit(batch_rows)).all()
-    freed = sum(int(length or 0) for _, length in done)
-    if done:
-        session.execute(delete(DeadLetter).where(DeadLetter.id.in_([letter_id for letter_id, _ in done])))
     waiting = DeadLetter.replayed_at.is_(None)
-    over = int(session.scalar(select(func.coalesce(func.sum(size), 0)).where(waiting)) or 0) - body_budget_bytes
+    replayed_long_ago = DeadLetter.replayed_at < replayed_before
+    # One pass over the letters says whether there is anything to do (the table has no index on these
+    # columns): most runs find none replayed long ago and the waiting ones within their budget, and read
+    # no more. The bodies are not read for their length (a TOAST pointer, a SQLite record header holds it).
+    due, waiting_bytes = session.execute(select(
+        func.count(case((replayed_long_ago, 1))), func.coalesce(func.sum(case((waiting, size))), 0))).one()
+    done = []
+    if due:
+        done = session.execute(select(DeadLetter.id, size).where(replayed_long_ago).limit(batch_rows)).all()
+        session.execute(delete(DeadLetter).where(DeadLetter.id.in_([letter_id for letter_id, _ in done])))
+    freed = sum(int(length or 0) for _, length in done)
+    over = int(waiting_bytes or 0) - body_budget_bytes
     trimmed = 0
     if over > 0:
         largest = session.execute(select(DeadLetter.id, DeadLetter.raw_uplink_id, size)
