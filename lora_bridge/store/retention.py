@@ -17,7 +17,8 @@ garbage bodies had kept its space forever, twice: the letter's body and its raw 
 after a fix is deleted `dead_letter_retention_days` after its replay; a letter still waiting is never
 deleted, but while the waiting letters' bodies pass `dead_letter_body_budget_bytes`, the largest are
 trimmed to their first `TRIMMED_BODY_BYTES` (the letter, its raw row and that row's copies), and the
-letter's reason says so.
+letter's reason says so. The bridge's timer runs it every `rules_every_s`: a run first asks both questions
+in one pass over the letters (reading no body: a length comes from the row), and reads more only for work.
 
 SQLite reuses the freed pages, so the file stops growing rather than shrinking (VACUUM shrinks it);
 PostgreSQL's autovacuum does the same.
