@@ -140,18 +140,11 @@ class Outbox:
             lease_ends = time.monotonic() + self.settings.downlink_lease_s
             try:
                 reference = self.client.send(target, items, replace=replace)
-            except AnswerCutOff as error:
-                # It may wait in the collar's queue at the network already: recorded as pushed, never pushed
-                # again blindly. Its delivery report or the collar's ack settle it; the collar's uplinks
-                # with neither make it unconfirmed, and it goes again then (`downlinks.mark_unconfirmed`).
-                self._finish(downlink_id, None, None, lease_ends, cut_off=str(error))
-                log.warning("downlink push answer cut off downlink_id=%d device_id=%s: %s; it may be queued at the "
-                            "network, so it waits for word of its delivery instead of a second push",
-                            downlink_id, target.device_id, error,
-                            extra={"device_id": target.device_id, "downlink_id": downlink_id})
-                refused.add(self._server_of(target))  # a server that slow: its other pushes wait for the next flush
-                continue
             except DownlinkError as error:
+                if isinstance(error, AnswerCutOff) and items[-1].f_port in downlinks.COLLAR_ACKED_PORTS:
+                    self._follow_cut_off(downlink_id, target.device_id, error, lease_ends)
+                    refused.add(self._server_of(target))  # a server that slow: its other pushes wait for the next flush
+                    continue
                 wait_s = _rate_limit_wait_s(error)
                 self._finish(downlink_id, str(error), None, lease_ends, wait_s)
                 log.warning(
@@ -264,6 +257,17 @@ class Outbox:
             replace_url=route.replace_url if route else None,
             api_key=route.api_key if route else None,
         )
+
+    def _follow_cut_off(self, downlink_id: int, device_id: str, error: AnswerCutOff, lease_ends: float) -> None:
+        """A command or setting whose push the network server had whole and never answered whole: it may wait
+        in the collar's queue there already, so it is recorded as pushed, not pushed again blindly (the
+        collar would hear it twice, out of its ten downlinks a day). Its delivery report or the collar's
+        port-31 ack settle it; the collar's uplinks with neither make it unconfirmed, and it goes again then
+        (`downlinks.mark_unconfirmed`). A downlink on another port has no such follow-up: it is pushed again."""
+        self._finish(downlink_id, None, None, lease_ends, cut_off=str(error))
+        log.warning("downlink push answer cut off downlink_id=%d device_id=%s: %s; it may be queued at the network, "
+                    "so it waits for word of its delivery instead of a second push", downlink_id, device_id, error,
+                    extra={"device_id": device_id, "downlink_id": downlink_id})
 
     def _finish(self, downlink_id: int, error: str | None, reference: str | None, lease_ends: float,
                 wait_s: float | None = None, cut_off: str | None = None) -> None:
