@@ -258,3 +258,38 @@ def test_the_duty_officers_sms_is_not_counted_sent_when_the_gateway_only_redirec
 
     assert sms_row.state == "pending", "a redirect is no delivery: the SMS waits to be sent again"
     assert "301" in sms_row.last_error and "https://sms.example/send" in sms_row.last_error
+
+
+def test_a_chirpstack_that_takes_a_queue_item_and_never_answers_has_it_followed_and_a_cut_off_flush_goes_again_whole():
+    # ChirpStack queues a downlink when it has read the POST; an answer that never comes says nothing of it.
+    # Only the call that carries the downlink pushed for is "maybe queued" (`AnswerCutOff`): a replace's
+    # flush (DELETE) or an earlier item cut off fails as before, and the replace goes again whole, flush first.
+    import httpx
+
+    from lora_bridge.errors import DownlinkError
+    from lora_bridge.network_server import AnswerCutOff, DownlinkTarget, NetworkServerClient, OutgoingDownlink
+    from lora_bridge.settings import BridgeSettings
+
+    def never_answering(hang: str):
+        def chirpstack(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content or b"{}")
+            data = body.get("queueItem", {}).get("data")
+            if request.method == hang.split(":")[0] and (hang == "DELETE" or data == hang.split(":")[1]):
+                raise httpx.ReadTimeout("no answer", request=request)
+            return httpx.Response(200, json={"id": "q-1"})
+        return chirpstack
+
+    settings = BridgeSettings(network_server_url="http://chirpstack.invalid", network_server_api_key="key")
+    target = DownlinkTarget("collar-07", "chirpstack", "app", "70B3D57ED0000007")
+    older, newer = OutgoingDownlink(32, b"\x01", None), OutgoingDownlink(32, b"\x02", None)
+    outcomes = {}
+    for hang, items, replace in (("POST:Ag==", [newer], False), ("POST:Ag==", [older, newer], True),
+                                 ("POST:AQ==", [older, newer], True), ("DELETE", [older, newer], True)):
+        client = NetworkServerClient(settings, httpx.Client(transport=httpx.MockTransport(never_answering(hang))))
+        with pytest.raises(DownlinkError) as raised:
+            client.send(target, items, replace=replace)
+        client.close()
+        outcomes[(hang, replace)] = type(raised.value)
+
+    assert outcomes == {("POST:Ag==", False): AnswerCutOff, ("POST:Ag==", True): AnswerCutOff,
+                        ("POST:AQ==", True): DownlinkError, ("DELETE", True): DownlinkError}
