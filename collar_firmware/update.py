@@ -160,7 +160,6 @@ class UpdateAgent:
         self.last_version = 0  # u24 version of the image that outcome was about
         self.last_reason = 0  # index into codec.ACK_RESULTS
         self._load_result()
-        self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
         self.frag_index = 0
         self.frag_groups = 0  # McGroupBitMask of the held session: the multicast groups that may feed it
@@ -427,8 +426,6 @@ class UpdateAgent:
         h = self.header
         if not kind and h is not None:
             kind, version = h.kind, h.version
-        if reason != "ok":
-            self.refused += 1
         self.last_result = reason
         self.last_kind = kind if 0 < kind < len(codec.UPDATE_KINDS) else 0
         self.last_version = version & 0xFFFFFF

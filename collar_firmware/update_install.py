@@ -149,7 +149,11 @@ def setup(agent, msg, now):
             or frag_size > update_fec.MAX_FRAG_SIZE:
         agent._answer("frag_session_setup_ans", {"status": index << 6 | 2})  # TS004: not enough memory
         agent.end_session()  # a refused set-up leaves the collar without a session
-        agent._result("malformed" if empty else "too_large", now)
+        reason = "malformed" if empty else "too_large"
+        if agent.state == RECEIVING:  # it ended the session of its FragIndex: that session's outcome
+            agent._result(reason, now)
+        else:  # it ended none: said on port 31, the last update's result stays what status reports
+            agent.ack(PORT_FRAGMENTS, codec.tag_of("data_fragment"), reason, now)
         return
     agent.storage.write(slot_key(agent._inactive()), b"")  # its fragments go over that slot's firmware
     agent.storage.write(KEY_COMPOSE, b"")  # and over the fragments a delta being composed reads
