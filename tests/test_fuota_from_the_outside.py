@@ -5,9 +5,15 @@ campaign pages show must stay the truth about the collar's last real update.
 
 from __future__ import annotations
 
-from collar_firmware import codec
+import pytest
+from fuota_network import write_key_file
+from fuota_twin import model_image
+from test_collar_hostile_world import KEYS_FOR, live, new_model_image, setup_req
+from test_fuota_multicast_setup import SecuredReserve, open_bridge, provisioned_fleet, tts  # noqa: F401
+
+from collar_firmware import codec, config
+from lora_bridge.updates import frag_v2
 from simulator import fuota
-from tests.test_collar_hostile_world import KEYS_FOR, live, new_model_image, setup_req
 
 
 def test_a_stray_refused_set_up_leaves_the_status_saying_what_the_last_real_update_did():
@@ -31,3 +37,41 @@ def test_a_stray_refused_set_up_leaves_the_status_saying_what_the_last_real_upda
     c.collar = type(c.collar)(c.hal, None, KEYS_FOR(c.flash))  # and after a reboot, read back from flash
     rebooted = c.collar.status_values(c.hal.clock.now_s())
     assert {k: rebooted[k] for k in kept} == {k: before[k] for k in kept}
+
+
+class TwiceDeliveredSetUps(SecuredReserve):
+    """The reserve whose network server hands each collar its fragmentation set-up twice: the bridge's push was
+    taken but answered too late (a network server that hung), so the outbox pushed the same frame again."""
+
+    def _route(self) -> None:
+        unicast = self.routed[0]
+        super()._route()
+        for push in self.network.unicast[unicast:]:
+            if push["f_port"] == 201 and push["payload"][0] == codec.tag_of("frag_session_setup"):
+                self.by_name[push["device"]].hal.radio.push_downlink(push["f_port"], push["payload"])
+
+
+@pytest.mark.xfail(strict=True, reason="lora_bridge/domain/fuota_delivery.py (apply_uplink, _refused_setup) fails a "
+                   "collar on a SessionCntReplay answer to a copy of the set-up it already answered taken")
+def test_a_v2_set_up_heard_twice_leaves_the_collar_in_its_session_and_the_campaign_updates_it(
+        sqlite_url, tts, tmp_path, monkeypatch):  # noqa: F811
+    """The network server hands a collar its TS004 v2.0.0 set-up twice (it took the push, but answered too late or
+    the bridge was killed before it marked the push sent, so the outbox pushed it again). The collar takes the first
+    and, as TS004 v2.0.0 and LoRa Basics Modem do, answers the copy SessionCntReplay (its SessionCnt is not above
+    the last taken) while it keeps the session of the first. The bridge must read that answer as the echo of a
+    session the collar already took; it fails the collar ("set-up refused: SessionCntReplay"), the campaign stops
+    at its canaries and its delivery ends, though every collar held its session."""
+    monkeypatch.setattr(config, "FW_VERSION", frag_v2.V2_SINCE)  # collars that announce TS004 v2.0.0
+    image, version = model_image()
+    fleet = provisioned_fleet(2)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        reserve = TwiceDeliveredSetUps(fleet, tts, 4, key_file)
+        campaign = reserve.start(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        reserve.run_until(int(opens.timestamp()) + 3 * 3600, step_s=600)
+        campaign = bridge.campaigns()[0]
+    answers = [m["status"] & 0x3F for _d, m in reserve.heard if m["message"] == "frag_session_setup_ans"]
+    assert sorted(answers) == [0] * len(fleet) + [0x10] * len(fleet), "the first taken, the copy a replay"
+    assert campaign["counts"] == {"updated": len(fleet)}, campaign
+    assert all(c.collar.model.version == version for c in fleet), "every collar kept its session and installed"
