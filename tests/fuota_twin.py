@@ -108,9 +108,18 @@ class Reserve:
                 self.f_cnt[c.device_id] += 1
                 self._post_uplink(c.device_id, (port, payload), self.f_cnt[c.device_id],
                                   datetime.fromtimestamp(t_s, UTC))
-                self.heard.append((c.device_id, codec.decode(port, payload)))
+                self.heard.append((c.device_id, self._decoded(port, payload)))
             c.hal.radio.uplinks.clear()
         self.bridge.process_pending()
+
+    @staticmethod
+    def _decoded(port: int, payload: bytes) -> dict:
+        """An uplink decoded for `heard`: in TS004 v2.0.0's layout when v1.0.0's cannot read it (a v2.0.0
+        FragSessionStatusAns saying SessionDoesNotExist is its Status alone)."""
+        try:
+            return codec.decode(port, payload)
+        except codec.CodecError:
+            return codec.decode(port, payload, "up", 2)
 
     def brown_out(self, device_id: str) -> None:
         """The collar's power dips: its firmware boots again from flash (what RAM held, its fragmentation

@@ -75,3 +75,35 @@ def test_a_v2_set_up_heard_twice_leaves_the_collar_in_its_session_and_the_campai
     assert sorted(answers) == [0] * len(fleet) + [0x10] * len(fleet), "the first taken, the copy a replay"
     assert campaign["counts"] == {"updated": len(fleet)}, campaign
     assert all(c.collar.model.version == version for c in fleet), "every collar kept its session and installed"
+
+
+def test_a_v2_collar_reset_by_its_watchdog_in_the_window_is_set_up_again_not_refused_as_a_replay(
+        sqlite_url, tts, tmp_path, monkeypatch):  # noqa: F811
+    """A collar on TS004 v2.0.0 is reset by its watchdog while the window's fragments are on the air: its session is
+    gone (its last SessionCnt stays in flash), it answers SessionDoesNotExist, and the bridge sets it up again by
+    unicast. A v2.0.0 set-up with the campaign's SessionCnt again would be refused as a replay and fail the collar;
+    the bridge sets it up in v1.0.0 (no SessionCnt), which the collar takes, and it goes on as a straggler."""
+    monkeypatch.setattr(config, "FW_VERSION", frag_v2.V2_SINCE)
+    image, version = model_image()
+    fleet = provisioned_fleet(3)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        reserve = SecuredReserve(fleet, tts, 4, key_file)
+        campaign = reserve.start(bridge, image, version)
+        opens = int(campaign["delivery"]["window_opens"].timestamp())
+        reserve.run_until(opens - 600, step_s=300)
+        reserve.run_until(opens + 90)  # a dozen fragments on the air
+        reset = fleet[2]
+        assert reset.collar.update.receiving()
+        reserve.watchdog_reset(reset.device_id)
+        reserve.run_until(reserve.now_s() + 6 * 3600, step_s=120)
+        after = bridge.campaign(campaign["id"])
+    setups = [p["payload"] for p in tts.unicast if p["device"] == reset.device_id and p["f_port"] == 201
+              and p["payload"][0] == codec.tag_of("frag_session_setup")]
+    assert [len(p) for p in setups] == [17, 11], "v2.0.0's set-up for the window, v1.0.0's after the reset"
+    answers = [m["status"] & 0x3F for d, m in reserve.heard if d == reset.device_id
+               and m["message"] == "frag_session_setup_ans"]
+    assert answers == [0, 0], "both taken: no replay refused"
+    states = {c["device_id"]: c["state"] for c in after["collars"]}
+    assert states == {fleet[0].device_id: "updated", fleet[1].device_id: "updated", reset.device_id: "sending"}
+    assert reset.collar.update.receiving(), "its new session gathers the unicast fragments"
