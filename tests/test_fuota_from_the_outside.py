@@ -180,3 +180,34 @@ def test_field_technician_whose_network_server_refuses_every_group_frame_is_told
     shown = " ".join([delivery_line(campaign["delivery"]), network_group_line(campaign["delivery"])]
                      + [str(e) for e in campaign["history"]])
     assert "404" in shown and "30 frames sent" not in shown, "the page says the group's frames were refused, and how"
+
+
+def test_field_technician_releasing_a_delta_against_a_manifest_changed_after_its_release_is_refused(tmp_path):
+    """A delta is built from the base manifest's module digests. A manifest changed after its release (here it
+    claims the collars hold the new key file already, and another module of other bytes) made a 1,938-byte delta
+    that left the collars' old key file in place: every collar refused it as wrong_base after the whole transfer.
+    The base's own image beside the manifest says what the collars hold: the release is refused before it is built,
+    naming the module, and a manifest that agrees with its image still gives the delta."""
+    import hashlib
+    import json
+
+    from lora_bridge.updates import keys, release
+
+    key = keys.generate(tmp_path / "k.key", 7)
+    held, after = tmp_path / "collar.bin", tmp_path / "after.bin"
+    held.write_bytes(keys.COLLAR_KEYS_PATH.read_bytes())
+    keys.install_public(key.key_id, key.public_key, held)
+    after.write_bytes(held.read_bytes())
+    keys.install_public(8, keys.generate(tmp_path / "spare.key", 8).public_key, after)
+    first = release.release_firmware(key, tmp_path / "r", config.FW_VERSION, collar_keys=held, ship_keys=held)
+    manifest = json.loads(first.manifest_path.read_text())
+    manifest["modules"]["release_keys.bin"]["sha256"] = hashlib.sha256(after.read_bytes()).hexdigest()
+    manifest["modules"]["geo.mpy"]["sha256"] = "0" * 64
+    edited = first.manifest_path.with_name("edited.json")
+    edited.write_text(json.dumps(manifest))
+    with pytest.raises(release.ReleaseError, match="module 'geo.mpy' is not the one firmware-.*2 of .* differ"):
+        release.release_firmware(key, tmp_path / "d", "1.1.0", base=edited, collar_keys=held, ship_keys=after)
+    assert not (tmp_path / "d").exists(), "nothing written"
+    delta = release.release_firmware(key, tmp_path / "d", "1.1.0", base=first.manifest_path, collar_keys=held,
+                                     ship_keys=after)
+    assert delta.manifest["delta_of"] == config.FW_VERSION

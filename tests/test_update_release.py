@@ -104,21 +104,7 @@ def test_a_technician_signing_with_a_key_the_collars_do_not_hold_is_stopped_befo
                  "--out", str(tmp_path / "model"), "--collar-keys", str(held)]) == 0
 
 
-def bundle_files(image: bytes) -> dict[str, bytes]:
-    """The files a firmware image carries, read from its payload (name length u8, name, size u32, bytes)."""
-    import struct
-
-    from collar_firmware import update_image
-
-    header = update_image.parse_header(image)
-    payload, files, pos = image[header.size:header.size + header.payload_len], {}, 0
-    while pos < len(payload):
-        name = payload[pos + 1:pos + 1 + payload[pos]].decode()
-        pos += 1 + payload[pos]
-        size = struct.unpack_from("<I", payload, pos)[0]
-        files[name] = payload[pos + 4:pos + 4 + size]
-        pos += 4 + size
-    return files
+bundle_files = release.bundle_files  # the files a firmware image carries
 
 
 def test_a_firmware_that_would_leave_collars_without_the_signing_key_is_stopped_unless_handed_over(tmp_path, capsys):

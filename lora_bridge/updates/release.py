@@ -445,6 +445,22 @@ def pack_bundle(files: dict[str, bytes]) -> bytes:
     return b"".join(parts)
 
 
+def bundle_files(image: bytes) -> dict[str, bytes]:
+    """The files a whole firmware image carries, read from its payload as pack_bundle writes them (name length u8,
+    name, size u32, bytes)."""
+    from collar_firmware import update_image as ui
+
+    header = ui.parse_header(image)
+    payload, files, pos = image[header.size:header.size + header.payload_len], {}, 0
+    while pos < len(payload):
+        name = payload[pos + 1:pos + 1 + payload[pos]].decode()
+        pos += 1 + payload[pos]
+        size = struct.unpack_from("<I", payload, pos)[0]
+        files[name] = payload[pos + 4:pos + 4 + size]
+        pos += 4 + size
+    return files
+
+
 def bundle_room(ship_keys: Path = COLLAR_KEYS_PATH) -> dict:
     """The whole firmware bundle `tembo release firmware` would pack from this checkout (its -O3 modules,
     the shipped model and its receipt, the key file ship_keys) against the update slot a whole image is
@@ -543,7 +559,35 @@ def base_manifest(base: Path, version: str, hardware_id: str) -> dict:
     if old.get("hardware_id") != hardware_id:
         raise ReleaseError(f"the base {old['version']} is built for {old.get('hardware_id')!r}, this release for "
                            f"{hardware_id!r}: no collar runs that base, a delta against it would not rebuild")
+    _base_image_agrees(Path(base), old)
     return old
+
+
+def _base_image_agrees(base: Path, old: dict) -> None:
+    """The base's image beside its manifest (`firmware-<version>.tmbu`, as tembo release writes them) must be the one
+    the manifest names, and a whole one must hold the very modules the manifest lists: a delta is built from the
+    manifest's digests, and one built from a manifest changed after its release is refused by every collar
+    (wrong_base) only after the whole transfer. ReleaseError naming what differs; an image that is not beside its
+    manifest is not checked (logged)."""
+    from collar_firmware import update_image as ui
+
+    image_path = base.parent / f"firmware-{old['version']}.tmbu"
+    if not image_path.is_file():
+        log.warning("firmware base %s: no %s beside it, its module digests are taken as they are", base,
+                    image_path.name)
+        return
+    image = image_path.read_bytes()
+    edited = f"{base}: the manifest or its image was changed after the release, a delta against it would not rebuild"
+    if hashlib.sha256(image).hexdigest() != old.get("image_sha256"):
+        raise ReleaseError(f"{edited} ({image_path.name} is not the image_sha256 it names)")
+    if ui.parse_header(image).base_version:  # a delta carries only the modules it changed
+        return
+    listed = {name: entry["sha256"] for name, entry in old["modules"].items()}
+    held = {name: hashlib.sha256(data).hexdigest() for name, data in bundle_files(image).items()}
+    differ = sorted(name for name in listed.keys() | held.keys() if listed.get(name) != held.get(name))
+    if differ:
+        raise ReleaseError(f"{edited} (module {differ[0]!r} is not the one {image_path.name} holds, "
+                           f"{len(differ)} of {len(held)} differ)")
 
 
 def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: str = HARDWARE_ID,
