@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from fuota_network import GROUP, StandInTheThingsStack, serve, write_key_file
+from fuota_twin import KEYS_FOR as TWIN_KEYS_FOR  # the collars that trust the key model_image signs with
 from fuota_twin import Reserve, model_image
 from fuota_twin import open_bridge as open_plain_bridge
 from starlette.responses import JSONResponse
@@ -169,7 +170,7 @@ def test_field_technician_whose_network_server_refuses_every_group_frame_is_told
     frames were refused, with the network server's answer (HTTP 404)."""
     with serve(GroupPushRefused(), port) as network:
         image, version = model_image()
-        reserve = Reserve(fuota.build_fleet(3, 0.1, 11, KEYS_FOR), network, seed=4)
+        reserve = Reserve(fuota.build_fleet(3, 0.1, 11, TWIN_KEYS_FOR), network, seed=4)
         with open_plain_bridge(sqlite_url, network) as bridge:
             campaign = reserve.start(bridge, image, version)
             opens = int(campaign["delivery"]["window_opens"].timestamp())
@@ -211,3 +212,47 @@ def test_field_technician_releasing_a_delta_against_a_manifest_changed_after_its
     delta = release.release_firmware(key, tmp_path / "d", "1.1.0", base=first.manifest_path, collar_keys=held,
                                      ship_keys=after)
     assert delta.manifest["delta_of"] == config.FW_VERSION
+
+
+def test_a_bridge_killed_between_a_set_up_push_and_its_record_resumes_the_window_and_updates_every_collar(
+        sqlite_url, port):
+    """The bridge is killed (-9) after the network server took collar-000's set-up and before the bridge wrote that
+    down; it comes back two minutes into the window. The push is made again (the outbox cannot know it went), so the
+    collar hears its set-up twice: as TS004 has it, the copy starts its session over, and what it missed since comes
+    in the repair rounds and by unicast. The window goes on from the fragment it had reached (no counter sent twice,
+    none skipped), and every collar is updated."""
+    from fuota_network import StandInTheThingsStack as Stack
+    from sqlalchemy import update
+
+    from lora_bridge.domain.fuota_delivery import SESSION_INDEX
+    from lora_bridge.store.tables import Downlink
+    from lora_bridge.updates.parity_order import counter_at
+
+    with serve(Stack(), port) as network:
+        image, version = model_image()
+        fleet = fuota.build_fleet(3, 0.1, 11, TWIN_KEYS_FOR)
+        reserve = Reserve(fleet, network, seed=4)
+        with open_plain_bridge(sqlite_url, network) as bridge:
+            campaign = reserve.start(bridge, image, version)
+            opens = int(campaign["delivery"]["window_opens"].timestamp())
+            reserve.run_until(opens - 600, step_s=600)
+            reserve.run_until(opens + 120, step_s=30)
+            with bridge.db.write() as session:  # what the kill leaves: the set-up `sending`, its lease never set
+                session.execute(update(Downlink).where(Downlink.device_id == fleet[0].device_id,
+                                                       Downlink.command == "frag_session_setup")
+                                .values(state="sending", lease_until=None))
+        with open_plain_bridge(sqlite_url, network) as bridge:
+            reserve.attach(bridge)
+            reserve.run_until(reserve.now_s() + 6 * 3600, step_s=300)
+            after = bridge.campaign(campaign["id"])
+    setups = [p for p in network.unicast if p["device"] == fleet[0].device_id and p["f_port"] == 201
+              and p["payload"][0] == codec.tag_of("frag_session_setup")]
+    assert len(setups) == 2 and setups[0]["payload"] == setups[1]["payload"], "pushed again after the kill"
+    counters = [codec.decode(201, f["payload"], "down")["index_and_n"] & 0x3FFF for f in network.multicast
+                if f["payload"][0] == codec.tag_of("data_fragment")]
+    assert counters == [counter_at(k, after["delivery"]["nb_frag"]) for k in range(1, len(counters) + 1)]
+    answers = [m["status"] for d, m in reserve.heard if d == fleet[0].device_id
+               and m["message"] == "frag_session_setup_ans"]
+    assert answers == [SESSION_INDEX << 6] * 2, "both copies taken: the second started its session over"
+    assert after["state"] == "done" and after["counts"] == {"updated": 3}, after["collars"]
+    assert all(c.collar.model.version == version for c in fleet)
