@@ -5,6 +5,8 @@ campaign pages show must stay the truth about the collar's last real update.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from fuota_network import GROUP, StandInTheThingsStack, serve, write_key_file
 from fuota_twin import KEYS_FOR as TWIN_KEYS_FOR  # the collars that trust the key model_image signs with
@@ -44,6 +46,28 @@ def test_a_stray_refused_set_up_leaves_the_status_saying_what_the_last_real_upda
     assert {k: rebooted[k] for k in kept} == {k: before[k] for k in kept}
 
 
+@contextmanager
+def v2_campaign(sqlite_url, tts, tmp_path, monkeypatch, collars: int = 3, reserve_class=SecuredReserve):  # noqa: F811
+    """Collars on TS004 v2.0.0 firmware, the technician's key file and a bridge that has started the retrained
+    model's campaign: yields (bridge, reserve, campaign, model version)."""
+    monkeypatch.setattr(config, "FW_VERSION", frag_v2.V2_SINCE)  # collars that announce TS004 v2.0.0
+    image, version = model_image()
+    fleet = provisioned_fleet(collars)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        reserve = reserve_class(fleet, tts, 4, key_file)
+        yield bridge, reserve, reserve.start(bridge, image, version), version
+
+
+def into_the_window(reserve: Reserve, campaign: dict) -> int:
+    """Run the reserve through the set-ups to a dozen fragments into the campaign's window; return when the window
+    opened (Unix s)."""
+    opens = int(campaign["delivery"]["window_opens"].timestamp())
+    reserve.run_until(opens - 600, step_s=600)
+    reserve.run_until(opens + 90)
+    return opens
+
+
 class TwiceDeliveredSetUps(SecuredReserve):
     """The reserve whose network server hands each collar its fragmentation set-up twice: the bridge's push was
     taken but answered too late (a network server that hung), so the outbox pushed the same frame again."""
@@ -66,16 +90,12 @@ def test_a_v2_set_up_heard_twice_leaves_the_collar_in_its_session_and_the_campai
     the last taken) while it keeps the session of the first. The bridge must read that answer as the echo of a
     session the collar already took; it fails the collar ("set-up refused: SessionCntReplay"), the campaign stops
     at its canaries and its delivery ends, though every collar held its session."""
-    monkeypatch.setattr(config, "FW_VERSION", frag_v2.V2_SINCE)  # collars that announce TS004 v2.0.0
-    image, version = model_image()
-    fleet = provisioned_fleet(2)
-    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
-    with open_bridge(sqlite_url, tts, key_file) as bridge:
-        reserve = TwiceDeliveredSetUps(fleet, tts, 4, key_file)
-        campaign = reserve.start(bridge, image, version)
+    with v2_campaign(sqlite_url, tts, tmp_path, monkeypatch, 2, TwiceDeliveredSetUps) as (bridge, reserve, campaign,
+                                                                                        version):
         opens = campaign["delivery"]["window_opens"]
         reserve.run_until(int(opens.timestamp()) + 3 * 3600, step_s=600)
         campaign = bridge.campaigns()[0]
+    fleet = reserve.fleet
     answers = [m["status"] & 0x3F for _d, m in reserve.heard if m["message"] == "frag_session_setup_ans"]
     assert sorted(answers) == [0] * len(fleet) + [0x10] * len(fleet), "the first taken, the copy a replay"
     assert campaign["counts"] == {"updated": len(fleet)}, campaign
@@ -88,16 +108,9 @@ def test_a_v2_collar_reset_by_its_watchdog_in_the_window_is_set_up_again_not_ref
     gone (its last SessionCnt stays in flash), it answers SessionDoesNotExist, and the bridge sets it up again by
     unicast. A v2.0.0 set-up with the campaign's SessionCnt again would be refused as a replay and fail the collar;
     the bridge sets it up in v1.0.0 (no SessionCnt), which the collar takes, and it goes on as a straggler."""
-    monkeypatch.setattr(config, "FW_VERSION", frag_v2.V2_SINCE)
-    image, version = model_image()
-    fleet = provisioned_fleet(3)
-    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
-    with open_bridge(sqlite_url, tts, key_file) as bridge:
-        reserve = SecuredReserve(fleet, tts, 4, key_file)
-        campaign = reserve.start(bridge, image, version)
-        opens = int(campaign["delivery"]["window_opens"].timestamp())
-        reserve.run_until(opens - 600, step_s=300)
-        reserve.run_until(opens + 90)  # a dozen fragments on the air
+    with v2_campaign(sqlite_url, tts, tmp_path, monkeypatch) as (bridge, reserve, campaign, _version):
+        into_the_window(reserve, campaign)
+        fleet = reserve.fleet
         reset = fleet[2]
         assert reset.collar.update.receiving()
         reserve.watchdog_reset(reset.device_id)
@@ -119,16 +132,8 @@ def test_a_v2_fleet_paused_in_the_window_and_resumed_into_a_new_one_is_updated_n
     """The technician pauses a campaign of TS004 v2.0.0 collars in the middle of its window and resumes it the next
     morning: the resume opens a new window. Whatever the collars are sent for it must be taken: a v2.0.0 set-up
     of the campaign's SessionCnt again would be refused as a replay and fail every collar."""
-    monkeypatch.setattr(config, "FW_VERSION", frag_v2.V2_SINCE)
-    image, version = model_image()
-    fleet = provisioned_fleet(3)
-    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
-    with open_bridge(sqlite_url, tts, key_file) as bridge:
-        reserve = SecuredReserve(fleet, tts, 4, key_file)
-        campaign = reserve.start(bridge, image, version)
-        opens = int(campaign["delivery"]["window_opens"].timestamp())
-        reserve.run_until(opens - 600, step_s=600)
-        reserve.run_until(opens + 90)  # a dozen fragments on the air
+    with v2_campaign(sqlite_url, tts, tmp_path, monkeypatch) as (bridge, reserve, campaign, version):
+        opens = into_the_window(reserve, campaign)
         bridge.steer_campaign(campaign["id"], "pause", "tech")
         reserve.run_until(opens + 6 * 3600, step_s=300)  # overnight: the collars' windows close
         bridge.steer_campaign(campaign["id"], "resume", "tech")
@@ -138,7 +143,7 @@ def test_a_v2_fleet_paused_in_the_window_and_resumed_into_a_new_one_is_updated_n
                and m["status"] & 0x3F]
     assert refused == [], "no set-up refused"
     assert after["state"] == "done" and after["counts"] == {"updated": 3}, after["collars"]
-    assert all(c.collar.model.version == version for c in fleet)
+    assert all(c.collar.model.version == version for c in reserve.fleet)
 
 
 class GroupPushRefused(StandInTheThingsStack):
@@ -217,9 +222,9 @@ def test_field_technician_releasing_a_delta_against_a_manifest_changed_after_its
 def test_a_bridge_killed_between_a_set_up_push_and_its_record_resumes_the_window_and_updates_every_collar(
         sqlite_url, port):
     """The bridge is killed (-9) after the network server took collar-000's set-up and before the bridge wrote that
-    down; it comes back two minutes into the window. The push is made again (the outbox cannot know it went), so the
-    collar hears its set-up twice: as TS004 has it, the copy starts its session over, and what it missed since comes
-    in the repair rounds and by unicast. The window goes on from the fragment it had reached (no counter sent twice,
+    down; it comes back a dozen fragments into the window. The push is made again (the outbox cannot know it went),
+    so the collar hears its set-up twice: as TS004 has it, the copy starts its session over, and what it missed since
+    comes in the repair rounds and by unicast. The window goes on from the fragment it had reached (no counter sent twice,
     none skipped), and every collar is updated."""
     from fuota_network import StandInTheThingsStack as Stack
     from sqlalchemy import update
@@ -234,9 +239,7 @@ def test_a_bridge_killed_between_a_set_up_push_and_its_record_resumes_the_window
         reserve = Reserve(fleet, network, seed=4)
         with open_plain_bridge(sqlite_url, network) as bridge:
             campaign = reserve.start(bridge, image, version)
-            opens = int(campaign["delivery"]["window_opens"].timestamp())
-            reserve.run_until(opens - 600, step_s=600)
-            reserve.run_until(opens + 120, step_s=30)
+            into_the_window(reserve, campaign)
             with bridge.db.write() as session:  # what the kill leaves: the set-up `sending`, its lease never set
                 session.execute(update(Downlink).where(Downlink.device_id == fleet[0].device_id,
                                                        Downlink.command == "frag_session_setup")
