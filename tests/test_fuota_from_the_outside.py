@@ -259,3 +259,30 @@ def test_a_bridge_killed_between_a_set_up_push_and_its_record_resumes_the_window
     assert answers == [SESSION_INDEX << 6] * 2, "both copies taken: the second started its session over"
     assert after["state"] == "done" and after["counts"] == {"updated": 3}, after["collars"]
     assert all(c.collar.model.version == version for c in fleet)
+
+
+def test_field_technician_pausing_then_resuming_after_a_bridge_restart_sees_every_collar_updated(sqlite_url, port):
+    """The technician pauses a campaign in the middle of its window; the bridge is restarted overnight (an upgrade,
+    a power cut); the next morning the technician resumes it on the new process. The pause holds across the restart
+    (nothing goes to the collars meanwhile) and the resume opens a new window that updates every collar."""
+    with serve(StandInTheThingsStack(), port) as network:
+        image, version = model_image()
+        fleet = fuota.build_fleet(3, 0.1, 11, TWIN_KEYS_FOR)
+        reserve = Reserve(fleet, network, seed=4)
+        with open_plain_bridge(sqlite_url, network) as bridge:
+            campaign = reserve.start(bridge, image, version)
+            opens = into_the_window(reserve, campaign)
+            bridge.steer_campaign(campaign["id"], "pause", "tech")
+        pushed = (len(network.unicast), len(network.multicast))
+        with open_plain_bridge(sqlite_url, network) as bridge:
+            reserve.attach(bridge)
+            reserve.run_until(opens + 6 * 3600, step_s=300)  # overnight, paused, on the restarted bridge
+            held = (len(network.unicast), len(network.multicast))
+            resumed = bridge.steer_campaign(campaign["id"], "resume", "tech")
+            reserve.run_until(reserve.now_s() + 6 * 3600, step_s=120)
+            after = bridge.campaign(campaign["id"])
+    assert held[1] == pushed[1], "no group frame while paused, across the restart"
+    assert not [p for p in network.unicast[pushed[0]:held[0]] if p["f_port"] in (200, 201)], "no FUOTA unicast either"
+    assert resumed["delivery"]["state"] == "setup", "a new window"
+    assert after["state"] == "done" and after["counts"] == {"updated": 3}, after["collars"]
+    assert all(c.collar.model.version == version for c in fleet)
