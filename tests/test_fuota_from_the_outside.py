@@ -69,6 +69,17 @@ def into_the_window(reserve: Reserve, campaign: dict) -> int:
     return opens
 
 
+@contextmanager
+def campaign_in_its_window(sqlite_url, network: StandInTheThingsStack):
+    """Three collars, a bridge pushing to the stand-in network server and the retrained model's campaign a dozen
+    fragments into its window: yields (bridge, reserve, campaign, model version, when the window opened)."""
+    image, version = model_image()
+    reserve = Reserve(fuota.build_fleet(3, 0.1, 11, TWIN_KEYS_FOR), network, seed=4)
+    with open_plain_bridge(sqlite_url, network) as bridge:
+        campaign = reserve.start(bridge, image, version)
+        yield bridge, reserve, campaign, version, into_the_window(reserve, campaign)
+
+
 class TwiceDeliveredSetUps(SecuredReserve):
     """The reserve whose network server hands each collar its fragmentation set-up twice: the bridge's push was
     taken but answered too late (a network server that hung), so the outbox pushed the same frame again."""
@@ -227,20 +238,15 @@ def test_a_bridge_killed_between_a_set_up_push_and_its_record_resumes_the_window
     so the collar hears its set-up twice: as TS004 has it, the copy starts its session over, and what it missed since
     comes in the repair rounds and by unicast. The window goes on from the fragment it had reached (no counter sent twice,
     none skipped), and every collar is updated."""
-    from fuota_network import StandInTheThingsStack as Stack
     from sqlalchemy import update
 
     from lora_bridge.domain.fuota_delivery import SESSION_INDEX
     from lora_bridge.store.tables import Downlink
     from lora_bridge.updates.parity_order import counter_at
 
-    with serve(Stack(), port) as network:
-        image, version = model_image()
-        fleet = fuota.build_fleet(3, 0.1, 11, TWIN_KEYS_FOR)
-        reserve = Reserve(fleet, network, seed=4)
-        with open_plain_bridge(sqlite_url, network) as bridge:
-            campaign = reserve.start(bridge, image, version)
-            into_the_window(reserve, campaign)
+    with serve(StandInTheThingsStack(), port) as network:
+        with campaign_in_its_window(sqlite_url, network) as (bridge, reserve, campaign, version, _opens):
+            fleet = reserve.fleet
             with bridge.db.write() as session:  # what the kill leaves: the set-up `sending`, its lease never set
                 session.execute(update(Downlink).where(Downlink.device_id == fleet[0].device_id,
                                                        Downlink.command == "frag_session_setup")
@@ -267,12 +273,8 @@ def test_field_technician_pausing_then_resuming_after_a_bridge_restart_sees_ever
     a power cut); the next morning the technician resumes it on the new process. The pause holds across the restart
     (nothing goes to the collars meanwhile) and the resume opens a new window that updates every collar."""
     with serve(StandInTheThingsStack(), port) as network:
-        image, version = model_image()
-        fleet = fuota.build_fleet(3, 0.1, 11, TWIN_KEYS_FOR)
-        reserve = Reserve(fleet, network, seed=4)
-        with open_plain_bridge(sqlite_url, network) as bridge:
-            campaign = reserve.start(bridge, image, version)
-            opens = into_the_window(reserve, campaign)
+        with campaign_in_its_window(sqlite_url, network) as (bridge, reserve, campaign, version, opens):
+            fleet = reserve.fleet
             bridge.steer_campaign(campaign["id"], "pause", "tech")
         pushed = (len(network.unicast), len(network.multicast))
         with open_plain_bridge(sqlite_url, network) as bridge:
