@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 from lora_bridge.errors import JournalNotOpened, StoreUnavailable
 from lora_bridge.store import write_lock
 from lora_bridge.store.database import Database
+from lora_bridge.store.opened_file import OpenedFile
 from lora_bridge.store.tables import RawUplink
 
 SUFFIX = "-intake"
@@ -87,6 +88,7 @@ class IntakeJournal:
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._connection.execute(SCHEMA)
+            self._opened = OpenedFile.at(path)
         except sqlite3.OperationalError as error:
             self.close()
             raise JournalNotOpened(f"the intake journal {path} cannot be opened ({error})") from error
@@ -117,6 +119,7 @@ class IntakeJournal:
                     # transaction is the only writer: the rows took the ids up to the last one in order.
                     last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
                     ids = list(range(last - len(entries) + 1, last + 1))
+                    self._opened.check()  # a journal deleted under the bridge: 503, not a 202 kept nowhere
                     cursor.execute("COMMIT")
                 except BaseException:
                     cursor.execute("ROLLBACK")

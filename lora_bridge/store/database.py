@@ -24,7 +24,7 @@ from sqlalchemy.pool import StaticPool
 
 from lora_bridge.errors import StoreNotOpened
 from lora_bridge.settings import DATABASE_CONNECT_TIMEOUT_S, password_masked
-from lora_bridge.store import migrate, write_lock
+from lora_bridge.store import migrate, opened_file, write_lock
 from lora_bridge.store.json_columns import json_text, json_value
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,8 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: st
         json_serializer=json_text,
         json_deserializer=json_value,
     )
+    if not in_memory:  # a file deleted or replaced under the bridge answers 503, not 200-and-lost
+        opened_file.guard(engine, Path(parsed.database), on_begin=not writer)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
