@@ -8,7 +8,8 @@
                                `.../uplinks/tts/{appID}/{devID}`): a field-masked body names no device
     POST /uplinks/chirpstack?event=up|join|ack|txack|status|log|location|integration
                                ChirpStack v4 HTTP integration, JSON or Protobuf (Content-Type)
-    GET  /healthz              200 when the store answers and takes writes (no data), else 503
+    GET  /healthz              200 when the store answers and takes writes (no data), else 503; 503 also
+                               while the last body the webhook tried to keep was answered 503, until one is kept
 
 The read API (`/api/...`, bearer tokens with roles) lives in `lora_bridge.adapters.api`, whose
 `create_app` serves both. The webhook refuses to start without a proper secret
@@ -41,6 +42,7 @@ import json
 import logging
 import types
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -114,6 +116,16 @@ class WebhookAnswer(JSONResponse):
         return "".join(_ANSWER_TEXT(content, 0)).encode("utf-8")
 
 
+@dataclass
+class StoreRefusals:
+    """What the webhook last met at the store, for `/healthz`: the error id of the last body answered 503
+    since one was kept (None while bodies are kept). The store's probe (`Bridge.healthy`) reads SQLite, which a
+    full disk or another program's write lock leaves readable: `/healthz` had answered 200 while every uplink
+    was answered 503."""
+
+    error_id: str | None = None
+
+
 class WebhookApp(Starlette):
     """Starlette with The Things Stack's base webhook route (POST `TTS_PATH`, the route of nearly every
     uplink) handed straight to its handler: the same handler, answer and error handling as through
@@ -122,10 +134,11 @@ class WebhookApp(Starlette):
     request, and every request once middleware is added or the app is mounted under a root path, goes
     through Starlette."""
 
-    def __init__(self, tts_route: Route, bridge: Bridge, **options: Any) -> None:
+    def __init__(self, tts_route: Route, bridge: Bridge, refusals: StoreRefusals, **options: Any) -> None:
         super().__init__(**options)
         self._tts_route = tts_route
         self._bridge = bridge
+        self._refusals = refusals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (scope["type"] == "http" and scope["path"] == TTS_PATH and scope["method"] == "POST"
@@ -141,7 +154,7 @@ class WebhookApp(Starlette):
         scope.setdefault("router", self.router)
         scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, {}
         try:
-            response = await _ingest(scope, receive, self._bridge, SOURCE_TTS, None, None)
+            response = await _ingest(scope, receive, self._bridge, self._refusals, SOURCE_TTS, None, None)
         except Exception as error:  # noqa: BLE001 - answered as Starlette's middleware answers it
             await self._answer_error(error, scope, receive, send)
             return
@@ -174,6 +187,7 @@ def create_app(bridge: Bridge) -> Starlette:
     check_webhook_secret(bridge.settings)
     if bridge.settings.webhook_ack == "durable":
         bridge.durable_intake()  # bodies a previous run kept and did not apply are applied now
+    refusals = StoreRefusals()
 
     async def tts_uplink(request: Request) -> JSONResponse:
         path_ids = None
@@ -182,12 +196,12 @@ def create_app(bridge: Bridge) -> Starlette:
                 "application_id": request.path_params["app_id"],
                 "device_id": request.path_params["device_id"],
             }
-        return await _ingest(request.scope, request.receive, bridge, SOURCE_TTS, request.path_params.get("event"),
+        return await _ingest(request.scope, request.receive, bridge, refusals, SOURCE_TTS, request.path_params.get("event"),
                              path_ids)
 
     async def tts_base_uplink(request: Request) -> JSONResponse:
         # The base URL (no path variables): the route of nearly every uplink, read without them.
-        return await _ingest(request.scope, request.receive, bridge, SOURCE_TTS, None, None)
+        return await _ingest(request.scope, request.receive, bridge, refusals, SOURCE_TTS, None, None)
 
     async def chirpstack_uplink(request: Request) -> JSONResponse:
         # ChirpStack posts every event to one URL and names it in ?event= (absent: an uplink). A call naming
@@ -197,17 +211,22 @@ def create_app(bridge: Bridge) -> Starlette:
         if len(set(events)) > 1:
             refused = (f"ambiguous ChirpStack event: the call names {len(events)} events "
                        f"({', '.join(repr(label(e)) for e in events[:5])}); which one the body is cannot be told")
-        return await _ingest(request.scope, request.receive, bridge, SOURCE_CHIRPSTACK,
+        return await _ingest(request.scope, request.receive, bridge, refusals, SOURCE_CHIRPSTACK,
                              events[0] if events else "up", None, refused)
 
     async def healthz(request: Request) -> JSONResponse:
         healthy = await run_in_threadpool(bridge.healthy)
+        refused_by = refusals.error_id
+        if healthy and refused_by is not None:
+            return JSONResponse({"status": "store unavailable", "reason": "the last body was answered 503",
+                                 "error_id": refused_by}, status_code=503)
         return JSONResponse({"status": "ok" if healthy else "store unavailable"}, status_code=200 if healthy else 503)
 
     tts_route = Route(TTS_PATH, tts_base_uplink, methods=["POST"])
     app = WebhookApp(
         tts_route,
         bridge,
+        refusals,
         routes=[
             tts_route,
             # The Things Stack appends each enabled message's path to the base URL (creating-webhooks:
@@ -227,11 +246,12 @@ def create_app(bridge: Bridge) -> Starlette:
 
 
 async def _ingest(
-    scope: Scope, receive: Receive, bridge: Bridge, network: str, event: str | None, path_ids: dict[str, str] | None,
-    refused: str | None = None,
+    scope: Scope, receive: Receive, bridge: Bridge, refusals: StoreRefusals, network: str, event: str | None,
+    path_ids: dict[str, str] | None, refused: str | None = None,
 ) -> JSONResponse:
     """The answer to one webhook call (its scope and receive) of network's message kind event; refused: why
-    the call itself cannot be taken (its body is kept as a dead letter of stage parse, answered 400)."""
+    the call itself cannot be taken (its body is kept as a dead letter of stage parse, answered 400). A 503
+    is noted in refusals (for `/healthz`) until a body is kept."""
     headers = scope["headers"]
     secret, content_type, downlink_route = _head(headers)
     _check_secret(scope, secret, bridge)
@@ -260,8 +280,10 @@ async def _ingest(
         said = error.error_id or error_id()  # the id the line that met the store's error logged it under
         log.warning("webhook answered 503 error_id=%s network=%s event=%s: the store takes no write now (%s)",
                     said, network, label(event), error, extra={"network": network, "event": event, "error_id": said})
+        refusals.error_id = said
         return JSONResponse({"status": "unavailable", "reason": UNAVAILABLE_REASON, "error_id": said},
                             status_code=503, headers={"Retry-After": "60"})
+    refusals.error_id = None  # kept: the store takes bodies again
     if network == SOURCE_TTS and downlink_route:
         await _remember_route(headers, bridge, path_ids, result.device_id, result.raw_uplink_id)
     payload = {
