@@ -35,6 +35,18 @@ serve(load_settings(database_url=sys.argv[1], port=int(sys.argv[2]), webhook_sec
 """
 
 
+def disk_limit_with_room(sqlite_url: str, room_bytes: int = 1536 * 1024) -> int:
+    """A file-size limit that leaves the store at sqlite_url room_bytes to grow (the disk that fills after
+    about 20 uplinks), its schema made first."""
+    from pathlib import Path
+
+    from lora_bridge.service import open_bridge
+
+    with open_bridge(sqlite_url, webhook_secret=b.SECRET):
+        pass  # the schema is made before the disk gets tight
+    return Path(sqlite_url.removeprefix("sqlite:///")).stat().st_size + room_bytes
+
+
 @dataclass
 class BridgeProcess:
     """A `serve()` bridge in a child process on 127.0.0.1:port."""

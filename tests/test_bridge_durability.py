@@ -17,6 +17,7 @@ from bridge_process import (
     BridgeProcess,
     Load,
     bridge_process,
+    disk_limit_with_room,
     lost_and_twice,
     post_all,
     report,
@@ -28,7 +29,6 @@ from starlette.testclient import TestClient
 
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import RulesTimer
-from lora_bridge.service import open_bridge
 from lora_bridge.store import write_lock
 
 pytestmark = pytest.mark.slow
@@ -126,10 +126,7 @@ def _wait_until_applied(database_url: str, uplinks: int, timeout_s: float = 60.0
 
 
 def test_a_store_that_fills_up_answers_503_and_loses_nothing_it_acknowledged(sqlite_url, port):
-    with open_bridge(sqlite_url, webhook_secret=b.SECRET):
-        pass  # the schema is made before the disk gets tight
-    database = Path(sqlite_url.removeprefix("sqlite:///"))
-    limit = database.stat().st_size + 1536 * 1024
+    limit = disk_limit_with_room(sqlite_url)
     load = Load()
     numbers = range(90)  # the store fills after about 20 of them (more with larger commits): the rest meet a full disk
     with bridge_process(sqlite_url, port, file_size_limit=limit) as full:

@@ -5,14 +5,11 @@ and 200 again once a body is kept."""
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import bridge_builders as b
 import httpx
 import pytest
-from bridge_process import Load, bridge_process, post_all, uplink_body
-
-from lora_bridge.service import open_bridge
+from bridge_process import Load, bridge_process, disk_limit_with_room, post_all, uplink_body
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +19,7 @@ def _health(url: str) -> int:
 
 
 def test_a_store_whose_disk_is_full_is_reported_unhealthy_while_the_webhook_answers_503(sqlite_url, port):
-    with open_bridge(sqlite_url, webhook_secret=b.SECRET):
-        pass  # the schema is made before the disk gets tight
-    database = Path(sqlite_url.removeprefix("sqlite:///"))
-    limit = database.stat().st_size + 1536 * 1024
+    limit = disk_limit_with_room(sqlite_url)
     load = Load()
     with bridge_process(sqlite_url, port, file_size_limit=limit) as full:
         post_all(full.url, range(90), load, clients=2)  # the store fills after about 20 of them

@@ -6,12 +6,12 @@ answered 2xx that the store does not hold applied (lost, must be 0) and those ap
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from bridge_process import Load, bridge_process, lost_and_twice, post_all, report, retry_until_acknowledged
+from test_bridge_mqtt import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +23,6 @@ def _store_files(path: Path) -> list[Path]:
     return [Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm", "-intake", "-intake-wal", "-intake-shm")]
 
 
-def _wait_until(condition, timeout_s: float = 30.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("ack", ["applied", "durable"])
 def test_a_store_file_deleted_under_the_bridge_answers_503_and_healthz_says_so_instead_of_acknowledging_into_nothing(
         tmp_path, port, ack):
@@ -39,7 +32,7 @@ def test_a_store_file_deleted_under_the_bridge_answers_503_and_healthz_says_so_i
     with bridge_process(url, port, webhook_ack=ack) as child:
         post_all(child.url, BEFORE, before)
         assert before.acknowledged() == set(BEFORE)
-        _wait_until(lambda: lost_and_twice(url, BEFORE)["pending"] == 0)
+        assert wait_until(lambda: lost_and_twice(url, BEFORE)["pending"] == 0, 30)
         for file in _store_files(path):
             file.unlink(missing_ok=True)
         post_all(child.url, AFTER, after)
@@ -49,7 +42,7 @@ def test_a_store_file_deleted_under_the_bridge_answers_503_and_healthz_says_so_i
     # server retries what was not acknowledged.
     with bridge_process(url, port, webhook_ack=ack) as again:
         retry_until_acknowledged(again.url, after, AFTER)
-        _wait_until(lambda: lost_and_twice(url, AFTER)["pending"] == 0)
+        assert wait_until(lambda: lost_and_twice(url, AFTER)["pending"] == 0, 30)
     figures = lost_and_twice(url, after.acknowledged())
     print(report({"acknowledged_while_the_file_was_gone": acknowledged_while_gone, **figures}))
 

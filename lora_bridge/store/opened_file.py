@@ -70,7 +70,10 @@ def guard(engine: Engine, path: Path, on_begin: bool) -> None:
 
     @event.listens_for(engine, "connect")
     def _remember(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
-        record.info[INFO_KEY] = OpenedFile.at(path)
+        try:
+            record.info[INFO_KEY] = OpenedFile.at(path)
+        except OSError:  # a name SQLite opens that is no file of this path (a URI): nothing to compare
+            log.warning("store file %s not found to watch; its deletion will not be noticed", path)
 
     def _check(connection) -> None:  # type: ignore[no-untyped-def]
         opened = connection.info.get(INFO_KEY)
