@@ -92,8 +92,6 @@ class TwiceDeliveredSetUps(SecuredReserve):
                 self.by_name[push["device"]].hal.radio.push_downlink(push["f_port"], push["payload"])
 
 
-@pytest.mark.xfail(strict=True, reason="lora_bridge/domain/fuota_delivery.py (apply_uplink, _refused_setup) fails a "
-                   "collar on a SessionCntReplay answer to a copy of the set-up it already answered taken")
 def test_a_v2_set_up_heard_twice_leaves_the_collar_in_its_session_and_the_campaign_updates_it(
         sqlite_url, tts, tmp_path, monkeypatch):  # noqa: F811
     """The network server hands a collar its TS004 v2.0.0 set-up twice (it took the push, but answered too late or

@@ -98,6 +98,7 @@ MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
 MC_GROUP_BIT_MASK = 1 << MC_GROUP  # TS004 FragSession's McGroupBitMask: the delivery's group may carry the fragments
 SETUP_ERROR_BITS = 0x3F  # FragSessionSetupAns below its FragIndex (bits 7..6): any set is a refusal
 SETUP_ENCODING_UNSUPPORTED = 0x01  # ... bit 0 alone: what a collar without a crypto engine answers a v2.0.0 set-up
+SETUP_SESSION_CNT_REPLAY = 0x10  # ... bit 4 alone: a v2.0.0 set-up whose SessionCnt is not above the last it took
 
 SETUP = "setup"
 WINDOW = "window"
@@ -1076,13 +1077,15 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         if status & SETUP_ERROR_BITS == SETUP_ENCODING_UNSUPPORTED and _set_up_v2(session, codec, device_id,
                                                                                    row.campaign_id):
             return [_set_up_v1_instead(session, codec, row, collar, heard_at).id]
-        collar.setup_answered = status & SETUP_ERROR_BITS == 0
+        if status & SETUP_ERROR_BITS == SETUP_SESSION_CNT_REPLAY and _set_up_v2(session, codec, device_id,
+                                                                                 row.campaign_id):
+            _replayed_setup(row, collar)
+            return []
         if status & SETUP_ERROR_BITS:  # the collar took no session: failed now, with the bits it gave
+            collar.setup_answered = False
             _refused_setup(session, row, device_id, status)
-        if collar.setup_answered and collar.unicast_reason is not None and not collar.missing:
-            collar.missing = row.nb_frag  # a late answer: outside the group, it now has a session for unicast
-            if row.state == CLOSED:
-                row.state = STRAGGLERS
+        else:
+            _setup_taken(row, collar)
     elif fields.get("received_and_index") is None and fields.get("session_does_not_exist"):
         _session_lost(session, row, collar, heard_at)  # v2.0.0's answer for no session: Status alone, no FragIndex
     elif int(fields.get("received_and_index") or 0) >> 14 != SESSION_INDEX:
@@ -1138,6 +1141,30 @@ def _set_up_v1_instead(session: Session, codec: Any, row: FuotaSession, collar: 
                            why="the collar refused TS004 v2.0.0's set-up (EncodingUnsupported): its radio has no "
                                "crypto engine to check the image's MIC")
     return _queue_frag_setup(session, codec, row, device_id, campaign, now)
+
+
+def _replayed_setup(row: FuotaSession, collar: FuotaCollar) -> None:
+    """The collar answered SessionCntReplay to the delivery's TS004 v2.0.0 set-up: the network server handed it a copy
+    of the set-up (the outbox pushed it again after a push answered too late, or a kill before it was marked sent),
+    and the SessionCnt it already took is this set-up's (the campaign's, `_queue_frag_setup`; later set-ups of the
+    delivery go in v1.0.0, without one). As TS004 v2.0.0 has it, the collar keeps the session it took: it holds this
+    one. When its answer to the first copy was lost, the status round still checks: a collar that holds no session
+    answers SessionDoesNotExist and is set up again (`_session_lost`)."""
+    echo = "the echo of the set-up it took" if collar.setup_answered else "its answer to the first copy unheard"
+    log.info("FragSessionSetupAns SessionCntReplay device_id=%s campaign_id=%d: a copy of its set-up (%s), it holds "
+             "the session", collar.device_id, row.campaign_id, echo,
+             extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+    _setup_taken(row, collar)
+
+
+def _setup_taken(row: FuotaSession, collar: FuotaCollar) -> None:
+    """The collar holds the delivery's fragmentation session; one outside the group that says so late now has a
+    session for unicast (a straggler)."""
+    collar.setup_answered = True
+    if collar.unicast_reason is not None and not collar.missing:
+        collar.missing = row.nb_frag
+        if row.state == CLOSED:
+            row.state = STRAGGLERS
 
 
 def _block_received(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar,
