@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select, update
 
-from lora_bridge.domain import alerts, downlinks, fuota_delivery
+from lora_bridge.domain import alerts, downlinks, fuota_delivery, group_pushes
 from lora_bridge.errors import DownlinkError, driver_said, is_transient_store_error, log_failure
 from lora_bridge.network_server import (
     AnswerCutOff,
@@ -345,7 +345,7 @@ class Outbox:
             try:
                 self.client.send_multicast(frame, hint)
             except DownlinkError as error:
-                self._finish_multicast(frame_id, str(error), counted=_rate_limit_wait_s(error) is None)
+                self._finish_multicast(frame_id, error, counted=_rate_limit_wait_s(error) is None)
                 log.warning("multicast push failed frame_id=%d group=%s: %s", frame_id, frame.group_id, driver_said(error),
                             extra={"multicast_frame_id": frame_id})
                 refused.add(server)  # the rest of its server's frames wait for the next flush, in their order
@@ -431,9 +431,10 @@ class Outbox:
             return self.client.server_of()
         return self.client.server_of(target.push_url, target.api_key)
 
-    def _finish_multicast(self, frame_id: int, error: str | None, counted: bool = True) -> None:
+    def _finish_multicast(self, frame_id: int, error: DownlinkError | None, counted: bool = True) -> None:
         """Record how a frame's push went; counted: whether it spent one of its attempts (a push the
-        server rate-limited did not: the frame waits for the next flush)."""
+        server rate-limited did not: the frame waits for the next flush). A refusal that spent an attempt
+        is said in the campaign's history with the server's answer, once for a run of them (group_pushes)."""
         with self.db.write() as session:
             row = session.get(MulticastDownlink, frame_id)
             row.lease_until = None
@@ -443,9 +444,11 @@ class Outbox:
                 row.sent_at = utc_now()
                 row.last_error = None
             else:
-                row.last_error = error
+                row.last_error = str(error)
                 row.state = downlinks.STATE_FAILED if row.attempts >= downlinks.MAX_PUSH_ATTEMPTS \
                     else downlinks.STATE_QUEUED
+                if counted:
+                    group_pushes.record_refusal(session, row, str(error), error.status, self.clock())
 
     # ---- routes from TTS webhook headers ---------------------------------------------------------
 

@@ -68,10 +68,24 @@ def delivery_line(delivery: dict | None) -> str:
     """Return one line on how the delivery over the network goes, or "" when the bridge does not deliver."""
     if not delivery:
         return ""
-    return (f"Delivery: {delivery['state']}; {delivery['sent']} frames sent "
+    return (f"Delivery: {delivery['state']}; {group_frames_said(delivery)} "
             f"({delivery['nb_frag']} data fragments of {delivery['frag_size']} B, up to #{delivery['target_fragment']}),"
             f" {delivery['airtime_s']:g} s on air at SF{delivery['sf']}, {delivery['rounds']} repair rounds; "
             f"window opens {delivery['window_opens']:%Y-%m-%d %H:%M} UTC")
+
+
+def group_frames_said(delivery: dict) -> str:
+    """Return how many of the group's frames the network server took: "N frames sent" only when it took them all;
+    else how many it took, refused (with its last answer) and are still to push."""
+    frames = delivery.get("group_frames")
+    if frames is None or frames["pushed"] == delivery["sent"]:
+        return f"{delivery['sent']} frames sent"
+    said = f"{delivery['sent']} frames for the group: {frames['pushed']} taken by the network server"
+    if frames["waiting"]:
+        said += f", {frames['waiting']} to push"
+    if frames["refused"]:
+        said += f", {frames['refused']} REFUSED by it (it answered: {frames['refusal']})"
+    return said
 
 
 def pause_line(campaign: dict) -> str:

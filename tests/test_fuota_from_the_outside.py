@@ -173,9 +173,6 @@ class GroupPushRefused(StandInTheThingsStack):
         return app
 
 
-@pytest.mark.xfail(strict=True, reason="lora_bridge/domain/fuota_delivery.py counts a multicast frame 'sent' when it is "
-                   "queued (_queue_multicast), and the network server's refusals of the group's pushes (outbox.py, "
-                   "MulticastDownlink.last_error) reach neither the campaign's view nor its history")
 def test_field_technician_whose_network_server_refuses_every_group_frame_is_told_so_not_shown_them_sent(
         sqlite_url, port):
     """The multicast end device was deleted in The Things Stack: every fragment pushed to the group is refused 404.
@@ -196,6 +193,9 @@ def test_field_technician_whose_network_server_refuses_every_group_frame_is_told
     shown = " ".join([delivery_line(campaign["delivery"]), network_group_line(campaign["delivery"])]
                      + [str(e) for e in campaign["history"]])
     assert "404" in shown and "30 frames sent" not in shown, "the page says the group's frames were refused, and how"
+    said = [e for e in campaign["history"] if e["event"] == "group_push_refused"]
+    assert len(said) == 1 and said[0]["detail"]["http_status"] == 404, "said once in the history, not once a frame"
+    assert "entity not found" in said[0]["detail"]["network_server_answered"], "the server's own answer"
 
 
 def test_field_technician_releasing_a_delta_against_a_manifest_changed_after_its_release_is_refused(tmp_path):

@@ -56,7 +56,14 @@ from sqlalchemy.orm import Session
 from collar_firmware import codec as wire
 from collar_firmware.scheduler import airtime_us
 from lora_bridge import queries
-from lora_bridge.domain import campaigns, collar_packages, downlinks, frag_package, multicast_groups
+from lora_bridge.domain import (
+    campaigns,
+    collar_packages,
+    downlinks,
+    frag_package,
+    group_pushes,
+    multicast_groups,
+)
 from lora_bridge.network_server import origin_of
 from lora_bridge.store.tables import (
     CampaignCollar,
@@ -1240,6 +1247,7 @@ def view(session: Session, campaign_id: int) -> dict[str, Any] | None:
             "target_fragment": row.target_fragment, "next_fragment": row.next_fragment, "sent": row.sent,
             "airtime_s": round(row.airtime_s, 1), "window_opens": row.session_time, "rounds": row.status_rounds,
             "duty_cycle": DOWNLINK_DUTY, "ended_at": row.ended_at,
+            "group_frames": group_pushes.tally(session, campaign_id),  # `sent` counts them queued, these pushed
             "network_group": {"id": row.group_id, "created": row.group_created, "deleted_at": row.group_deleted_at,
                               "delete_attempts": row.group_delete_attempts, "delete_error": row.group_delete_error},
             "collars": {c.device_id: {"setup_answered": c.setup_answered, "missing": c.missing,
