@@ -289,9 +289,6 @@ def test_field_technician_pausing_then_resuming_after_a_bridge_restart_sees_ever
     assert all(c.collar.model.version == version for c in fleet)
 
 
-@pytest.mark.xfail(strict=True, reason="lora_bridge/domain/campaigns.py (record_ack) and update_results._settle_campaigns "
-                   "settle only campaigns still active or paused: a result of the campaign's own image heard after its "
-                   "canaries stopped it leaves the collar 'sending'")
 def test_field_technician_sees_a_canary_that_installed_after_the_stop_counted_updated_not_sending(sqlite_url, port):
     """Three canaries take firmware 1.1.0. collar-001's accelerometer is dead: its trial's self-test fails, it rolls
     back to 1.0.1 and the canary gate stops the campaign, as it should. collar-002 had the image too and installed

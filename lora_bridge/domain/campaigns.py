@@ -682,19 +682,41 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
             .order_by(UpdateCampaign.id.desc()).limit(1)).first()
         rows = [late] if late is not None and (overdue(late[0]) or late[0].state == UNKNOWN) else []
     for collar, campaign in rows:
-        late_for = collar.reason if collar.state in ("failed", UNKNOWN) else None
-        collar.state = "updated" if result == "ok" else "failed"
-        collar.reason = None if result == "ok" else result
-        collar.updated_at = utc_now()
-        if late_for:
-            _event(session, campaign, collar.state, device_id, result=result, late_after=late_for)
-            log.info("late result from device_id=%s campaign_id=%d: %s (it had been %s)", device_id,
-                     campaign.id, result, late_for, extra={"device_id": device_id, "campaign_id": campaign.id})
-        else:
-            _event(session, campaign, collar.state, device_id, result=result)
-        evaluate(session, campaign)
+        _settle(session, collar, campaign, result)
         touched.append(campaign.id)
     return touched
+
+
+def record_after_end(session: Session, collar: CampaignCollar, result: str) -> None:
+    """A result that names the image of collar's campaign (a status's kind and version) for a collar still
+    'sending' there after the campaign left its run (stopped by its canaries, ended): recorded as it is, since a
+    collar's outcome is the truth whatever its campaign's state (a canary that installed after another's failure
+    stopped the campaign runs the image; the campaign showed it 'sending'). The campaign's own state stays
+    (`evaluate` moves only a running campaign). An ack, which names no image, never settles such a collar."""
+    campaign = session.get(UpdateCampaign, collar.campaign_id)
+    if campaign is None or campaign.state in ACTIVE + ("paused",) or collar.state != "sending":
+        return
+    log.info("result from device_id=%s for campaign_id=%d, %s: %s", collar.device_id, campaign.id, campaign.state,
+             result, extra={"device_id": collar.device_id, "campaign_id": campaign.id})
+    _settle(session, collar, campaign, result, campaign_was=campaign.state)
+
+
+def _settle(session: Session, collar: CampaignCollar, campaign: UpdateCampaign, result: str,
+            **detail: Any) -> None:
+    """Set collar's step in campaign to result (an ACK_RESULTS name), said in the campaign's history (with detail,
+    and what it had been failed with when its result came late), and move the campaign on."""
+    device_id = collar.device_id
+    late_for = collar.reason if collar.state in ("failed", UNKNOWN) else None
+    collar.state = "updated" if result == "ok" else "failed"
+    collar.reason = None if result == "ok" else result
+    collar.updated_at = utc_now()
+    if late_for:
+        _event(session, campaign, collar.state, device_id, result=result, late_after=late_for, **detail)
+        log.info("late result from device_id=%s campaign_id=%d: %s (it had been %s)", device_id,
+                 campaign.id, result, late_for, extra={"device_id": device_id, "campaign_id": campaign.id})
+    else:
+        _event(session, campaign, collar.state, device_id, result=result, **detail)
+    evaluate(session, campaign)
 
 
 def _running_text(kind: str, device: Device) -> str:

@@ -60,9 +60,9 @@ def record_ack(session: Session, device_id: str, result: str, at: datetime) -> l
 
 
 def _settle_campaigns(session: Session, result: UpdateResult) -> None:
-    """A collar still 'sending' in a campaign of this very image, failed there by the delivery's time
-    limits (`campaigns.overdue`: its result came late), or left UNKNOWN there by an abort, gets its
-    result, as from an ack."""
+    """A collar still 'sending' in a campaign of this very image (whatever that campaign's state: one its canaries
+    stopped too), failed there by the delivery's time limits (`campaigns.overdue`: its result came late), or left
+    UNKNOWN there by an abort, gets its result, as from an ack."""
     steps = session.scalars(
         select(CampaignCollar)
         .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
@@ -72,8 +72,10 @@ def _settle_campaigns(session: Session, result: UpdateResult) -> None:
         .order_by(CampaignCollar.campaign_id)
     )
     steps = list(steps)
-    if any(step.state == "sending" for step in steps):
-        campaigns.record_ack(session, result.device_id, result.reason, of_image=True)
+    if sending := [step for step in steps if step.state == "sending"]:
+        campaigns.record_ack(session, result.device_id, result.reason, of_image=True)  # its running campaigns
+        for step in sending:  # and those that stopped or ended while it was still being sent the image
+            campaigns.record_after_end(session, step, result.reason)
     elif late := [step for step in steps if campaigns.overdue(step) or step.state == campaigns.UNKNOWN]:
         campaigns.record_ack(session, result.device_id, result.reason, late_in=late[-1].campaign_id, of_image=True)
 
