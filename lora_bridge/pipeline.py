@@ -56,6 +56,7 @@ from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
 from lora_bridge.store.changed_rows import update_by_core
 from lora_bridge.store.database import Database
+from lora_bridge.store.ids import expect_ids
 from lora_bridge.store.plain_changes import write_plain_changes
 from lora_bridge.store.row_values import ColumnReads
 from lora_bridge.store.tables import (
@@ -301,8 +302,12 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             if eui in euis and eui not in known:
                 known[eui] = device
         by_id = {device_id: device for device, (device_id, _, _) in found.items()}
+        unstored = (euis - {eui for _, eui, _ in found.values()}, labels - set(by_id))
         if session.get_bind().dialect.name == "sqlite":  # no other writer can file these collars meanwhile
-            session.info[devices.UNSTORED] = (euis - {eui for _, eui, _ in found.values()}, labels - set(by_id))
+            session.info[devices.UNSTORED] = unstored
+        else:  # a collar first heard in the batch gets an animal: their ids in one round trip, not one each
+            expect_ids(session, {Animal: len(unstored[0]) + sum(1 for u in uplinks if not u.dev_eui and u.device_id
+                                                                and u.device_id in unstored[1])})
         # Their rule cursors before anything of theirs is written (`rules_cursors`' lock order).
         rules_cursors.lock_cursors(session, by_id)
         animals = session.info.setdefault(devices.ANIMALS_BY_DEVICE, {})

@@ -27,9 +27,10 @@ from lora_bridge.domain.geofences import FenceIndex
 from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
+from lora_bridge.store.ids import expect_ids
 from lora_bridge.store.plain_changes import change_columns
 from lora_bridge.store.row_values import ColumnReads
-from lora_bridge.store.tables import Alert, Device, RawUplink
+from lora_bridge.store.tables import Alert, Device, Downlink, RawUplink
 from lora_bridge.uplink_formats import Uplink
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ def read_ahead_for_collar_alerts(session: Session, codec: Any, uplinks: list[Upl
     collars: dict[str, None] = {}
     times: list[datetime] = []
     acks: set[tuple[str, bytes]] = set()
+    raised: set[tuple[str, str]] = set()  # (collar, type): the most alerts the batch may open
     for uplink in uplinks:
         device = known.get(uplink.dev_eui) if uplink.f_port == port and uplink.payload and uplink.dev_eui else None
         if device is None:
@@ -219,14 +221,18 @@ def read_ahead_for_collar_alerts(session: Session, codec: Any, uplinks: list[Upl
         fields = decode_payload(codec, uplink.f_port, uplink.payload).fields
         if fields is None or fields.get("message") != "alert":
             continue
+        alert_type = str(fields.get("alert_type", "unknown"))
+        raised.add((device.device_id, alert_type))
         if isinstance(seq := fields.get("seq"), int):  # the ack `_apply_collar_alert` will queue
-            payload = downlinks.ack_bytes(codec, _ack_values(codec, str(fields.get("alert_type", "unknown")), seq))
+            payload = downlinks.ack_bytes(codec, _ack_values(codec, alert_type, seq))
             if payload is not None:
                 acks.add((device.device_id, payload))
         time = message_time(fields, _NO_TIME, heard_at=uplink.heard_at)
         if time is not _NO_TIME:
             collars[device.device_id] = None
             times.append(time)
+    # their new alerts' and acks' ids in one round trip (PostgreSQL), taken when the first is needed
+    expect_ids(session, {Alert: len(raised), Downlink: len(acks)})
     if len(acks) >= 2:
         downlinks.read_acks_ahead(session, acks)
     if len(collars) < 2:
