@@ -58,13 +58,14 @@ def test_a_new_herd_heard_in_one_delivery_takes_its_animals_ids_in_one_round_tri
     # is made.
     delivery = [b.tts_uplink(b.status(), device_id=collar, f_cnt=1) for collar in HERD]
     delivery.append(b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 60), device_id=HERD[-1], f_cnt=2))
-    dumps, said = [], []
+    dumps, said, inserts = [], [], []
     for name, expect in (("each", lambda *_args: None), ("together", ids.expect_ids)):
         monkeypatch.setattr(pipeline, "expect_ids", expect)
         with empty_store(engine, request, tmp_path / f"{name}.db") as url, b.fresh_bridge(url) as bridge:
             seen = b.statements_of(bridge)
             bridge.ingest_batch([Submission("tts", None, body) for body in delivery])
             said.append([s for s in seen if "nextval" in s and "raw_uplinks" not in s])
+            inserts.append([s for s in seen if s.startswith("INSERT INTO animals")])
             dumps.append(stored(bridge))
             collars = {d.device_id for d in bridge.devices(viewer=b.RANGER)}
             alerts = [(a.device_id, a.alert_type) for a in bridge.alerts(viewer=b.RANGER)]
@@ -73,5 +74,7 @@ def test_a_new_herd_heard_in_one_delivery_takes_its_animals_ids_in_one_round_tri
     assert alerts == [(HERD[-1], "mortality")]
     one_at_a_time, together = said
     assert (len(one_at_a_time), len(together)) == ((0, 0) if engine == "sqlite" else (14, 3))
+    # on SQLite (foreign keys checked at the commit) the animals go in together, in one statement
+    assert len(inserts[1]) == (1 if engine == "sqlite" else len(HERD))
     for name in TABLES:
         assert dumps[1][name] == dumps[0][name], name

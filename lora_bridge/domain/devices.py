@@ -448,8 +448,13 @@ def ensure_animal(session: Session, device: Device) -> Animal:
         animal = Animal(id=take_id(session, Animal), name=device.device_id, species=DEFAULT_SPECIES,
                         device_id=device.device_id, collar_fitted_at=came_off,
                         holds_collar_in_stock=not first_heard and device.taken_off_at is not None)
-        session.add(animal)
-        _flush_unless_keys_checked_at_commit(session)
+        if first_heard and session.info.get(bulk.FOREIGN_KEYS_DEFERRED):
+            # a new herd's placeholders held back till the batch needs them (`bulk.defer_add`), then
+            # written together: one insert for the batch's new animals, not one flush each
+            bulk.defer_add(session, [animal])
+        else:
+            session.add(animal)
+            _flush_unless_keys_checked_at_commit(session)
     known[device_id] = animal
     return animal
 

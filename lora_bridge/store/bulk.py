@@ -109,7 +109,9 @@ def add_deferred(session: Session, attach: bool = True) -> None:
     to; a flush of a row that refers to them takes them along, `_before_flush`). attach False: the
     objects are left out of the session, for a caller that changes none of them afterwards (a batch
     whose bodies are all applied): attaching a batch's raw rows cost more than inserting them, and a
-    read of their table in the transaction loads what the store holds."""
+    read of their table in the transaction loads what the store holds. Rows of a class with
+    relationships (a new herd's animals) are attached whatever attach says, as the unit of work's
+    insert left them: the batch's rules judge the animals it holds (`rules_engine._collars_held`)."""
     if not session.info.get(DEFERRED_OBJECTS):
         return
     if not session.info.get(FOREIGN_KEYS_DEFERRED):
@@ -123,7 +125,7 @@ def add_deferred(session: Session, attach: bool = True) -> None:
     connection = session.connection()
     for cls, objects in by_class.items():
         mapper = inspect(cls)
-        if mapper.relationships:  # keep the unit of work for rows it must link
+        if _links_any(mapper, objects):  # keep the unit of work for rows it must link
             session.add_all(objects)
             session.flush()
             continue
@@ -135,11 +137,19 @@ def add_deferred(session: Session, attach: bool = True) -> None:
                 values[key] = fixed_defaults[key] if key in fixed_defaults else _python_default(column_of[key])
             rows.append(read_row(values))
         driver_rows.execute_many(connection, _plain_insert(mapper.local_table), rows)
-        if not attach:
+        if not attach and not mapper.relationships:  # a mapped row others may link to (an animal) is held as ever
             continue
         for obj in objects:
             make_transient_to_detached(obj)  # its attributes are now what the store holds
             session.add(obj)
+
+
+def _links_any(mapper: Any, objects: list[Any]) -> bool:
+    """Whether any of objects was given a related object (a relationship's attribute set), which only
+    the unit of work's insert links; a row given its foreign keys as plain columns (a new herd's
+    placeholder animal, `devices.ensure_animal`) goes in by the Core insert like any other."""
+    names = [relationship.key for relationship in mapper.relationships]
+    return bool(names) and any(name in obj.__dict__ for obj in objects for name in names)
 
 
 @cache
