@@ -15,7 +15,18 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
     applier_system_cpu_ms_per_uplink   the part of it spent in the kernel (system time: the store's reads and
                                    writes of its pages), median of the same rounds
     applier_python_calls_per_uplink   Python function calls the same batches make (a profiler counting each
-                                   call on one more fresh store): the same in every run of the same code
+                                   call on one more fresh store): the same in every run of the same code.
+                                   Every applier round collects as the applier process does from its
+                                   "ready" on (`as_the_applier_process_collects`): its heap collected and
+                                   frozen after the warm-up, young collections paced (`collector_pace`), so
+                                   what ran before in this process (imports, earlier rounds) does not move
+                                   the collections into or out of the counted batches
+    measured_code                  which code the figures are of: the folder the `lora_bridge` package was
+                                   imported from and a digest of its .py files (`measured_code`). The
+                                   shared virtualenv installs the package editable, so a run that does not
+                                   put its tree first on the path measures another tree (`python -m` and
+                                   `-c` put the current folder before PYTHONPATH): two runs whose digests
+                                   differ measured different code
     intake_cpu_ms_per_uplink       the webhook's side with the durable answer: each body handed to the
                                    webhook's ASGI app in this process (Starlette, the secret, the handler,
                                    the durable intake's writer reading it and committing it to the journal,
@@ -67,6 +78,8 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
+import hashlib
 import logging
 import os
 import pstats
@@ -81,9 +94,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lora_bridge
 from lora_bridge import bench_load
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.bench import BENCH_SECRET, cpu_by_part, process_tree_cpu_s, synthetic_bodies, thread_cpu_s
+from lora_bridge.collector_pace import pace_young_collections
 from lora_bridge.group_commit import Submission, write_and_settle
 from lora_bridge.intake_applier import APPLYING_THREAD, PARENT_THREAD, PROFILE_ENV
 from lora_bridge.journal_release import RELEASE_THREAD
@@ -114,15 +129,16 @@ def _applier_cpu(database_url: str, bodies: list[bytes], batch: int, profile: bo
         bridge.warm_up()
         profiler = cProfile.Profile(time.process_time) if profile else None
         rules_failures = FailuresLogged()
-        started, system_started = time.process_time(), os.times().system
-        if profiler is not None:
-            profiler.enable()
-        with rules_failures.watching(RULES_LOGGER):
-            for submissions in batches:
-                bridge.write_batch_now(submissions)
-        if profiler is not None:
-            profiler.disable()
-        spent, system = time.process_time() - started, os.times().system - system_started
+        with as_the_applier_process_collects():
+            started, system_started = time.process_time(), os.times().system
+            if profiler is not None:
+                profiler.enable()
+            with rules_failures.watching(RULES_LOGGER):
+                for submissions in batches:
+                    bridge.write_batch_now(submissions)
+            if profiler is not None:
+                profiler.disable()
+            spent, system = time.process_time() - started, os.times().system - system_started
         failed = [s for submissions in batches for s in submissions if s.error is not None or s.result is None]
         if failed:
             raise RuntimeError(f"{len(failed)} bodies not applied: {failed[0].error!r}")
@@ -134,6 +150,36 @@ def _applier_cpu(database_url: str, bodies: list[bytes], batch: int, profile: bo
     calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
     return spent, system, calls
 
+
+
+@contextmanager
+def as_the_applier_process_collects() -> Iterator[None]:
+    """Within: the cyclic garbage collector as the applier process has it once ready
+    (`intake_applier.run_child`): what this process holds collected and frozen (`start_up_heap`),
+    young collections paced (`collector_pace`); afterwards the collector as it was. The applier
+    process freezes once for its life; the bench freezes for each round and lets go after it (unless
+    this process had frozen objects of its own before: those stay frozen, with the round's), so every
+    round starts from the same collector state whatever this process did before."""
+    threshold, frozen_before = gc.get_threshold(), gc.get_freeze_count()
+    gc.collect()
+    gc.freeze()
+    pace_young_collections()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        if not frozen_before:
+            gc.unfreeze()
+
+
+def measured_code() -> dict[str, str]:
+    """The folder the `lora_bridge` package was imported from and a digest (sha256, 16 hex digits) of
+    its .py files' names and bytes: the code this process's figures are of."""
+    package = Path(lora_bridge.__file__).parent
+    digest = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
+    return {"path": str(package.parent), "digest": digest.hexdigest()[:16]}
 
 # The logger whose errors say a collar's server rules failed (`rules_engine._judged_one_by_one`)
 RULES_LOGGER = "lora_bridge.domain.rules_engine"
@@ -396,7 +442,8 @@ def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 
         intake: bool = True, load: bool = True) -> dict[str, Any]:
     """The figures of the module docstring for the herd of `collars` collars over `hours` hours."""
     bodies = synthetic_bodies(collars, hours)
-    figures: dict[str, Any] = {"uplinks": len(bodies), "batch": batch, "connections": connections}
+    figures: dict[str, Any] = {"uplinks": len(bodies), "batch": batch, "connections": connections,
+                               "measured_code": measured_code()}
     with tempfile.TemporaryDirectory(prefix="tembo-cpu-bench-") as folder:
         def url(name: str) -> str:
             return f"sqlite:///{Path(folder) / name}.db"

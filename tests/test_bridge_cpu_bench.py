@@ -55,3 +55,31 @@ def test_a_run_whose_rules_failed_gives_no_figures(tmp_path, monkeypatch):
     monkeypatch.setattr(rules_engine, "evaluate_device", failing)
     with pytest.raises(RuntimeError, match="rule evaluations failed during the run"):
         cpu_bench.applier_cpu_s(f"sqlite:///{tmp_path / 'after.db'}", bodies, 4)
+
+
+def test_the_applier_rounds_collect_garbage_as_the_applier_process_does_and_leave_the_collector_as_found():
+    """The applier process collects and freezes its heap once ready and paces its young collections
+    (`intake_applier.run_child`): the bench's rounds do the same, so their CPU is the process's and a
+    collection's place among the counted batches does not hang on what the bench did before; the bench's
+    own collector is as it was afterwards."""
+    import gc
+
+    from lora_bridge.collector_pace import YOUNG_OBJECTS
+
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    kept = [[index] for index in range(1_000)]  # objects alive before the round, frozen within it
+    with cpu_bench.as_the_applier_process_collects():
+        assert gc.get_threshold()[0] == YOUNG_OBJECTS
+        assert gc.get_freeze_count() >= frozen + len(kept) and gc.get_count()[0] < 100
+    assert gc.get_threshold() == threshold
+    # let go of what it froze, unless the process had frozen a heap of its own (that stays frozen)
+    assert gc.get_freeze_count() == 0 if frozen == 0 else gc.get_freeze_count() >= frozen
+
+def test_the_figures_name_the_code_they_measured():
+    """The shared virtualenv installs the package editable, so a run may import another tree's code than
+    the one its engineer meant: the figures carry that code's folder and a digest of its sources."""
+    import lora_bridge
+
+    code = cpu_bench.measured_code()
+    assert code["path"] == str(cpu_bench.Path(lora_bridge.__file__).parent.parent)
+    assert len(code["digest"]) == 16 and code == cpu_bench.measured_code()
