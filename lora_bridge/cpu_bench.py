@@ -151,7 +151,6 @@ def _applier_cpu(database_url: str, bodies: list[bytes], batch: int, profile: bo
     return spent, system, calls
 
 
-
 @contextmanager
 def as_the_applier_process_collects() -> Iterator[None]:
     """Within: the cyclic garbage collector as the applier process has it once ready
