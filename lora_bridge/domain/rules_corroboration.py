@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 
 from collar_firmware.risk import is_night
 from lora_bridge.domain import alerts
+from lora_bridge.domain.corroboration_reads import AroundAlerts, Window
+from lora_bridge.domain.open_alerts import OpenAlert
 from lora_bridge.domain.rules import collar_setting
 from lora_bridge.domain.rules_movement import exclude_outliers, project
 from lora_bridge.domain.rules_profiles import RuleProfile
@@ -36,36 +38,28 @@ RUN_CLASSES = ("run", "running", "flight")
 REST_CLASSES = ("rest", "resting", "lying", "still")
 
 
-def corroborate(session: Session, alert: Alert, device: Device, profile: RuleProfile) -> dict[str, Any]:
-    """Weigh alert (poaching_risk or mortality) and write its confidence into the alert; returns the verdict."""
+def window_of(alert: Alert | OpenAlert, profile: RuleProfile) -> Window:
+    """The times around alert that its corroboration weighs: its profile's window either side."""
+    window = timedelta(minutes=profile.corroboration.window_min)
+    return alert.time - window, alert.time + window
+
+
+def corroborate(session: Session, alert: Alert, device: Device, profile: RuleProfile,
+                around: AroundAlerts | None = None) -> dict[str, Any]:
+    """Weigh alert (poaching_risk or mortality) and write its confidence into the alert; returns the verdict.
+    around: its batch's fixes and summaries (`corroboration_reads`), used when they cover its window."""
     p = profile.corroboration
-    window = timedelta(minutes=p.window_min)
-    start, end = alert.time - window, alert.time + window
-    fixes = [
-        (row.time, row.lat, row.lon)
-        for row in session.scalars(
-            select(Position)
-            .where(Position.device_id == alert.device_id, Position.time >= start, Position.time <= end)
-            .order_by(Position.time)
-        )
-    ]
+    start, end = window_of(alert, profile)
+    if around is not None and not around.covers(start, end):
+        around = None
+    fixes = [(row.time, row.lat, row.lon) for row in _own_fixes(session, alert, start, end, around)]
     kept = exclude_outliers(fixes, profile.speed).kept
-    summaries = list(
-        session.scalars(
-            select(ActivitySummary)
-            .where(
-                ActivitySummary.device_id == alert.device_id,
-                ActivitySummary.time >= start,
-                ActivitySummary.time <= end,
-            )
-            .order_by(ActivitySummary.time)
-        )
-    )
+    summaries = _own_summaries(session, alert, start, end, around)
     where = _alert_place(alert, kept)
     factors = [
         _positions_factor(alert, kept, profile),
         _behaviour_factor(alert, summaries, profile),
-        _herd_factor(session, alert, where, profile),
+        _herd_factor(session, alert, where, profile, around),
         _night_factor(alert, device, profile),
     ]
     logit = math.log(p.prior / (1 - p.prior)) + sum(f["weight"] for f in factors)
@@ -95,6 +89,34 @@ def corroborate(session: Session, alert: Alert, device: Device, profile: RulePro
             session, alert, alerts.SYSTEM_ACTOR, CORROBORATED, {"confidence": verdict["confidence"], "held": held}
         )
     return verdict
+
+
+def _own_fixes(session: Session, alert: Alert, start: datetime, end: datetime,
+               around: AroundAlerts | None) -> list[Any]:
+    """The alert's collar's fixes from start to end, in time order."""
+    if around is not None:
+        return [row for row in around.fixes_within(start, end) if row.device_id == alert.device_id]
+    return list(session.scalars(
+        select(Position)
+        .where(Position.device_id == alert.device_id, Position.time >= start, Position.time <= end)
+        .order_by(Position.time)
+    ))
+
+
+def _own_summaries(session: Session, alert: Alert, start: datetime, end: datetime,
+                   around: AroundAlerts | None) -> list[Any]:
+    """The alert's collar's activity summaries from start to end, in time order."""
+    if around is not None:
+        return [row for row in around.summaries_within(start, end) if row.device_id == alert.device_id]
+    return list(session.scalars(
+        select(ActivitySummary)
+        .where(
+            ActivitySummary.device_id == alert.device_id,
+            ActivitySummary.time >= start,
+            ActivitySummary.time <= end,
+        )
+        .order_by(ActivitySummary.time)
+    ))
 
 
 def _alert_place(alert: Alert, kept: list[tuple[datetime, float, float]]) -> tuple[float, float] | None:
@@ -140,12 +162,12 @@ def _positions_factor(alert: Alert, kept: list, profile: RuleProfile) -> dict[st
     return _factor("positions", 0.0, f"moved {farthest:.0f} m after the alert (within twice the radius)")
 
 
-def _share(summary: ActivitySummary, names: tuple[str, ...]) -> float:
+def _share(summary: Any, names: tuple[str, ...]) -> float:
     shares = summary.shares_pct or {}
     return float(sum(v for k, v in shares.items() if str(k).lower() in names))
 
 
-def _behaviour_factor(alert: Alert, summaries: list[ActivitySummary], profile: RuleProfile) -> dict[str, Any]:
+def _behaviour_factor(alert: Alert, summaries: list[Any], profile: RuleProfile) -> dict[str, Any]:
     p = profile.corroboration
     if not summaries:
         return _factor("behaviour", 0.0, "no activity summary around the alert")
@@ -168,19 +190,24 @@ def _behaviour_factor(alert: Alert, summaries: list[ActivitySummary], profile: R
 
 
 def _herd_factor(
-    session: Session, alert: Alert, where: tuple[float, float] | None, profile: RuleProfile
+    session: Session, alert: Alert, where: tuple[float, float] | None, profile: RuleProfile,
+    around: AroundAlerts | None,
 ) -> dict[str, Any]:
     p = profile.corroboration
     if where is None:
         return _factor("herd", 0.0, "no position for the alert")
     window = timedelta(minutes=p.window_min)
-    rows = session.execute(
-        select(Position.device_id, Position.time, Position.lat, Position.lon).where(
-            Position.device_id != alert.device_id,
-            Position.time >= alert.time - window,
-            Position.time <= alert.time + window,
-        )
-    ).all()
+    if around is not None:
+        rows = [row for row in around.fixes_within(alert.time - window, alert.time + window)
+                if row.device_id != alert.device_id]
+    else:
+        rows = session.execute(
+            select(Position.device_id, Position.time, Position.lat, Position.lon).where(
+                Position.device_id != alert.device_id,
+                Position.time >= alert.time - window,
+                Position.time <= alert.time + window,
+            )
+        ).all()
     if not rows:
         return _factor("herd", 0.0, "no other collar heard around the alert")
     xy, _ = project([(alert.time, where[0], where[1]), *[(r.time, r.lat, r.lon) for r in rows]])
@@ -188,15 +215,20 @@ def _herd_factor(
     mates = sorted({rows[i].device_id for i in range(len(rows)) if distance[i] <= p.herd_radius_m})
     if not mates:
         return _factor("herd", 0.0, f"no other collar within {p.herd_radius_m:.0f} m")
-    summaries = list(
-        session.scalars(
-            select(ActivitySummary).where(
-                ActivitySummary.device_id.in_(mates),
-                ActivitySummary.time >= alert.time - window,
-                ActivitySummary.time <= alert.time + window,
+    if around is not None:
+        near = set(mates)
+        summaries = [row for row in around.summaries_within(alert.time - window, alert.time + window)
+                     if row.device_id in near]
+    else:
+        summaries = list(
+            session.scalars(
+                select(ActivitySummary).where(
+                    ActivitySummary.device_id.in_(mates),
+                    ActivitySummary.time >= alert.time - window,
+                    ActivitySummary.time <= alert.time + window,
+                )
             )
         )
-    )
     if alert.alert_type == POACHING:
         ran = sorted({s.device_id for s in summaries if _share(s, RUN_CLASSES) >= p.run_share_pct})
         alarmed = sorted(

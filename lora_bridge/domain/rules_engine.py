@@ -42,9 +42,10 @@ from sqlalchemy.orm.identity import IdentityMap
 
 from lora_bridge.domain import alerts, devices, geofences, herd, open_alerts, rules, rules_visits
 from lora_bridge.domain.batch_metres import BatchMetres
+from lora_bridge.domain.corroboration_reads import AroundAlerts, read_around
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
 from lora_bridge.domain.open_alerts import OpenAlert
-from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, REST_CLASSES, corroborate
+from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, REST_CLASSES, corroborate, window_of
 from lora_bridge.domain.rules_crossings import (
     CONFIRMATION_KEY,
     CONFIRMED,
@@ -217,6 +218,9 @@ class _CollarsRead:
     first_tracks: dict[str, list[tuple[int, datetime, float, float]]] | None = None
     # the fixes of both reads projected to metres, a transform a zone (`batch_metres`)
     metres: BatchMetres | None = None
+    # every fix and activity summary around the collars' open poaching-risk and mortality alerts,
+    # read at the first of them weighed (`corroboration_reads`)
+    around_alerts: AroundAlerts | None = None
 
 
 @cache
@@ -550,7 +554,7 @@ def _judge_collar(
                   if alert.open_key == alerts.dedup_key(device_id, alert.alert_type)}
     _battery(session, device, animal, profile, cursor, steps)
     _track(session, runtime, fence_version, device, animal, profile, cursor, steps)
-    _corroborate(session, device, profile, steps)
+    _corroborate(session, read, device, profile, steps)
 
 
 def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> dict[str, Steps]:
@@ -1373,11 +1377,24 @@ def _still_where_closed(session: Session, device: Device, profile: RuleProfile, 
     return not any(all(away[i:i + run]) for i in range(len(away) - run + 1))
 
 
-def _corroborate(session: Session, device: Device, profile: RuleProfile, steps: Steps) -> None:
+def _corroborate(session: Session, read: _CollarsRead | None, device: Device, profile: RuleProfile,
+                 steps: Steps) -> None:
     for alert_type in CORROBORATED_TYPES:
         alert = steps.mapped(session, steps.open.get(alert_type))
         if alert is not None:
-            corroborate(session, alert, device, profile)
+            corroborate(session, alert, device, profile, None if read is None else _around_alerts(session, read))
+
+
+def _around_alerts(session: Session, read: _CollarsRead) -> AroundAlerts:
+    """The fixes and activity summaries around the open poaching-risk and mortality alerts of read's
+    collars, read together at the first of them weighed (`corroboration_reads`)."""
+    if read.around_alerts is None:
+        read.around_alerts = read_around(session, (
+            window_of(alert, read.profiles[device_id])
+            for device_id, collar_alerts in read.open_alerts.items() if device_id in read.profiles
+            for alert in collar_alerts if alert.alert_type in CORROBORATED_TYPES
+        ))
+    return read.around_alerts
 
 
 # The fixed lists of the timer's read of the alerts to weigh again, rendered once with its statement.
