@@ -57,7 +57,8 @@ def test_a_herd_alerting_at_once_is_weighed_against_one_read_of_its_fixes_and_su
             bridge.ingest_batch([Submission("tts", None, body) for body in earlier])
             said = b.statements_of(bridge)
             bridge.ingest_batch([Submission("tts", None, body) for body in _delivery()])
-            reads.append((_reads_of(said, "positions"), _reads_of(said, "activity_summaries"), len(said)))
+            alarms = sum(statement.startswith("SELECT alerts.device_id") for statement in said)
+            reads.append((_reads_of(said, "positions"), _reads_of(said, "activity_summaries"), alarms, len(said)))
             dumps.append(stored(bridge))
             verdicts.append({(a.device_id, a.alert_type, a.time): (a.priority, a.evidence.get("corroboration"))
                              for a in bridge.alerts(viewer=b.RANGER)})
@@ -72,11 +73,12 @@ def test_a_herd_alerting_at_once_is_weighed_against_one_read_of_its_fixes_and_su
     for witness in ("positions", "behaviour"):
         assert min(weights[witness]) < 0 < max(weights[witness]), witness
     assert max(weights["herd"]) > 0
-    # each alert: its fixes, the herd's fixes, its summaries and its herd mates' (the six-hours-later one
-    # has no mates: no read of theirs); together: one read of each table for the batch
+    # each alert: its fixes, the herd's fixes, its summaries and its herd mates', and a poaching alert its
+    # mates' poaching alerts (the six-hours-later one has no mates: no read of theirs); together: one read
+    # of each table for the batch
     weighed_alone = len(HERD) + 2
-    assert reads[0][:2] == (2 * weighed_alone, 2 * weighed_alone - 1)
-    assert reads[1][:2] == (1, 1)
-    assert reads[0][2] - reads[1][2] == (2 * weighed_alone - 1) + (2 * weighed_alone - 1 - 1)
+    assert reads[0][:3] == (2 * weighed_alone, 2 * weighed_alone - 1, len(HERD) - 1)
+    assert reads[1][:3] == (1, 1, 1)
+    assert reads[0][3] - reads[1][3] == sum(reads[0][:3]) - sum(reads[1][:3])
     for name in TABLES:
         assert dumps[1][name] == dumps[0][name], name

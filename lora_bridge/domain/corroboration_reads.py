@@ -3,7 +3,8 @@
 `rules_corroboration.corroborate` weighs an alert against the fixes and activity summaries of its own
 collar and of its herd mates within its window. Read alert by alert that is four statements an alert (a
 herd alerting at once: 24 alerts, 96 round trips); a batch's alerts lie in a few windows, so every fix and
-summary of those windows is read here in two statements, and each alert takes its part of them. An alert
+summary of those windows is read here in two statements (and the collars' poaching-risk alerts of those
+windows in a third, when the batch has one to weigh), and each alert takes its part of them. An alert
 whose window those do not cover (one a rule raised after the read) is read for by itself, as before.
 """
 
@@ -19,11 +20,12 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from lora_bridge.store.tables import ActivitySummary, Position
+from lora_bridge.store.tables import ActivitySummary, Alert, Position
 
 log = logging.getLogger(__name__)
 
 Window = tuple[datetime, datetime]  # from, to, both included
+POACHING = "poaching_risk"  # the alerts a herd mate's poaching-risk alert is weighed with
 
 
 def merged(windows: Iterable[Window]) -> list[Window]:
@@ -46,6 +48,9 @@ class AroundAlerts:
     fix_times: list[datetime]
     summaries: list[Any]  # rows of device_id, time, interval_min, shares_pct
     summary_times: list[datetime]
+    # rows of device_id, time of the poaching-risk alerts; None when not read (no such alert to weigh)
+    poaching: list[Any] | None = None
+    poaching_times: list[datetime] | None = None
 
     def covers(self, start: datetime, end: datetime) -> bool:
         """The reads hold every fix and summary from start to end."""
@@ -59,9 +64,16 @@ class AroundAlerts:
         """The activity summaries of every collar from start to end, in time order."""
         return self.summaries[bisect_left(self.summary_times, start):bisect_right(self.summary_times, end)]
 
+    def poaching_within(self, start: datetime, end: datetime) -> list[Any] | None:
+        """The poaching-risk alerts of every collar from start to end; None when they were not read."""
+        if self.poaching is None or self.poaching_times is None:
+            return None
+        return self.poaching[bisect_left(self.poaching_times, start):bisect_right(self.poaching_times, end)]
 
-def read_around(session: Session, windows: Iterable[Window]) -> AroundAlerts:
-    """Every fix and activity summary within windows, in one statement each (none when windows is empty)."""
+
+def read_around(session: Session, windows: Iterable[Window], poaching: bool) -> AroundAlerts:
+    """Every fix and activity summary within windows, and every poaching-risk alert when poaching, in one
+    statement each (none when windows is empty)."""
     together = merged(windows)
     if not together:
         return AroundAlerts([], [], [], [], [])
@@ -76,8 +88,15 @@ def read_around(session: Session, windows: Iterable[Window]) -> AroundAlerts:
         .where(_within(ActivitySummary.time, together))
         .order_by(ActivitySummary.time)
     ).all()
-    log.debug("read around alerts windows=%d fixes=%d summaries=%d", len(together), len(fixes), len(summaries))
-    return AroundAlerts(together, fixes, [row.time for row in fixes], summaries, [row.time for row in summaries])
+    alarms = session.execute(
+        select(Alert.device_id, Alert.time)
+        .where(Alert.alert_type == POACHING, _within(Alert.time, together))
+        .order_by(Alert.time)
+    ).all() if poaching else None
+    log.debug("read around alerts windows=%d fixes=%d summaries=%d poaching=%s", len(together), len(fixes),
+              len(summaries), None if alarms is None else len(alarms))
+    return AroundAlerts(together, fixes, [row.time for row in fixes], summaries, [row.time for row in summaries],
+                        alarms, None if alarms is None else [row.time for row in alarms])
 
 
 def _within(column: Any, windows: list[Window]) -> Any:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collar_firmware.risk import is_night
-from lora_bridge.domain import alerts
+from lora_bridge.domain import alerts, corroboration_reads
 from lora_bridge.domain.corroboration_reads import AroundAlerts, Window
 from lora_bridge.domain.open_alerts import OpenAlert
 from lora_bridge.domain.rules import collar_setting
@@ -31,7 +31,7 @@ from lora_bridge.store.tables import ActivitySummary, Alert, Device, Position
 CORROBORATED = alerts.ACTION_CORROBORATED  # the alert event of a new confidence (detail: confidence, held)
 CORROBORATION_KEY = "corroboration"  # where the alert's evidence keeps the verdict
 
-POACHING = "poaching_risk"
+POACHING = corroboration_reads.POACHING
 MORTALITY = "mortality"
 CORROBORATED_TYPES = (POACHING, MORTALITY)
 RUN_CLASSES = ("run", "running", "flight")
@@ -231,18 +231,7 @@ def _herd_factor(
         )
     if alert.alert_type == POACHING:
         ran = sorted({s.device_id for s in summaries if _share(s, RUN_CLASSES) >= p.run_share_pct})
-        alarmed = sorted(
-            set(
-                session.scalars(
-                    select(Alert.device_id).where(
-                        Alert.device_id.in_(mates),
-                        Alert.alert_type == POACHING,
-                        Alert.time >= alert.time - window,
-                        Alert.time <= alert.time + window,
-                    )
-                )
-            )
-        )
+        alarmed = sorted(_alarmed(session, alert, mates, window, around))
         fled = sorted(set(ran) | set(alarmed))
         if fled:
             return _factor("herd", p.weight_herd, f"{len(fled)} of {len(mates)} herd mates ran too ({', '.join(fled)})")
@@ -255,6 +244,23 @@ def _herd_factor(
     if summaries:
         return _factor("herd", p.weight_herd / 2, "herd mates nearby are active while this animal is still")
     return _factor("herd", 0.0, f"{len(mates)} herd mates nearby, behaviour unknown")
+
+
+def _alarmed(session: Session, alert: Alert, mates: list[str], window: timedelta,
+             around: AroundAlerts | None) -> set[str]:
+    """The mates with a poaching-risk alert of their own within window of alert."""
+    held = None if around is None else around.poaching_within(alert.time - window, alert.time + window)
+    if held is not None:
+        near = set(mates)
+        return {row.device_id for row in held if row.device_id in near}
+    return set(session.scalars(
+        select(Alert.device_id).where(
+            Alert.device_id.in_(mates),
+            Alert.alert_type == POACHING,
+            Alert.time >= alert.time - window,
+            Alert.time <= alert.time + window,
+        )
+    ))
 
 
 def _night_factor(alert: Alert, device: Device, profile: RuleProfile) -> dict[str, Any]:

@@ -45,7 +45,13 @@ from lora_bridge.domain.batch_metres import BatchMetres
 from lora_bridge.domain.corroboration_reads import AroundAlerts, read_around
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
 from lora_bridge.domain.open_alerts import OpenAlert
-from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, REST_CLASSES, corroborate, window_of
+from lora_bridge.domain.rules_corroboration import (
+    CORROBORATED_TYPES,
+    POACHING,
+    REST_CLASSES,
+    corroborate,
+    window_of,
+)
 from lora_bridge.domain.rules_crossings import (
     CONFIRMATION_KEY,
     CONFIRMED,
@@ -1389,11 +1395,11 @@ def _around_alerts(session: Session, read: _CollarsRead) -> AroundAlerts:
     """The fixes and activity summaries around the open poaching-risk and mortality alerts of read's
     collars, read together at the first of them weighed (`corroboration_reads`)."""
     if read.around_alerts is None:
-        read.around_alerts = read_around(session, (
-            window_of(alert, read.profiles[device_id])
-            for device_id, collar_alerts in read.open_alerts.items() if device_id in read.profiles
-            for alert in collar_alerts if alert.alert_type in CORROBORATED_TYPES
-        ))
+        weighed = [(alert.alert_type, window_of(alert, read.profiles[device_id]))
+                   for device_id, collar_alerts in read.open_alerts.items() if device_id in read.profiles
+                   for alert in collar_alerts if alert.alert_type in CORROBORATED_TYPES]
+        read.around_alerts = read_around(session, (window for _, window in weighed),
+                                         poaching=any(alert_type == POACHING for alert_type, _ in weighed))
     return read.around_alerts
 
 
