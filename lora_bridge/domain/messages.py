@@ -207,32 +207,39 @@ def read_ahead_for_collar_alerts(session: Session, codec: Any, uplinks: list[Upl
     collars' alerts, last fixes and latest behaviour, and the downlinks their acks look for, a few
     statements for all of them, not five an alert (a herd alerting at once: its batches were the slowest of all). Only collars the store
     knows by DevEUI, only alerts that carry their time, only when two collars or more alert: an alert
-    the read ahead does not cover reads for itself, as before."""
+    the read ahead does not cover reads for itself, as before. The ids of their new alerts and acks are
+    expected together (`expect_ids`), a collar first heard in this batch's too."""
     port = codec.port_of("alert")
     known = session.info.get(devices.DEVICES_BY_EUI, {})
     collars: dict[str, None] = {}
     times: list[datetime] = []
     acks: set[tuple[str, bytes]] = set()
     raised: set[tuple[str, str]] = set()  # (collar, type): the most alerts the batch may open
+    # a collar first heard in this batch: its alerts and acks only counted (by DevEUI), for their ids
+    new_raised: set[tuple[str, str]] = set()
+    new_acks: set[tuple[str, bytes]] = set()
     for uplink in uplinks:
-        device = known.get(uplink.dev_eui) if uplink.f_port == port and uplink.payload and uplink.dev_eui else None
-        if device is None:
+        if uplink.f_port != port or not uplink.payload or not uplink.dev_eui:
             continue
+        device = known.get(uplink.dev_eui)
         fields = decode_payload(codec, uplink.f_port, uplink.payload).fields
         if fields is None or fields.get("message") != "alert":
             continue
         alert_type = str(fields.get("alert_type", "unknown"))
-        raised.add((device.device_id, alert_type))
+        collar = uplink.dev_eui if device is None else device.device_id
+        (new_raised if device is None else raised).add((collar, alert_type))
         if isinstance(seq := fields.get("seq"), int):  # the ack `_apply_collar_alert` will queue
             payload = downlinks.ack_bytes(codec, _ack_values(codec, alert_type, seq))
             if payload is not None:
-                acks.add((device.device_id, payload))
+                (new_acks if device is None else acks).add((collar, payload))
+        if device is None:
+            continue
         time = message_time(fields, _NO_TIME, heard_at=uplink.heard_at)
         if time is not _NO_TIME:
             collars[device.device_id] = None
             times.append(time)
     # their new alerts' and acks' ids in one round trip (PostgreSQL), taken when the first is needed
-    expect_ids(session, {Alert: len(raised), Downlink: len(acks)})
+    expect_ids(session, {Alert: len(raised) + len(new_raised), Downlink: len(acks) + len(new_acks)})
     if len(acks) >= 2:
         downlinks.read_acks_ahead(session, acks)
     if len(collars) < 2:
