@@ -52,9 +52,11 @@ def corroborate(session: Session, alert: Alert, device: Device, profile: RulePro
     start, end = window_of(alert, profile)
     if around is not None and not around.covers(start, end):
         around = None
-    fixes = [(row.time, row.lat, row.lon) for row in _own_fixes(session, alert, start, end, around)]
-    kept = exclude_outliers(fixes, profile.speed).kept
-    summaries = _own_summaries(session, alert, start, end, around)
+    held_fixes = None if around is None else around.fixes_within(start, end)
+    held_summaries = None if around is None else around.summaries_within(start, end)
+    own_fixes = _own_rows(session, Position, alert, start, end, held_fixes)
+    kept = exclude_outliers([(row.time, row.lat, row.lon) for row in own_fixes], profile.speed).kept
+    summaries = _own_rows(session, ActivitySummary, alert, start, end, held_summaries)
     where = _alert_place(alert, kept)
     factors = [
         _positions_factor(alert, kept, profile),
@@ -91,31 +93,16 @@ def corroborate(session: Session, alert: Alert, device: Device, profile: RulePro
     return verdict
 
 
-def _own_fixes(session: Session, alert: Alert, start: datetime, end: datetime,
-               around: AroundAlerts | None) -> list[Any]:
-    """The alert's collar's fixes from start to end, in time order."""
-    if around is not None:
-        return [row for row in around.fixes_within(start, end) if row.device_id == alert.device_id]
+def _own_rows(session: Session, model: Any, alert: Alert, start: datetime, end: datetime,
+              held: list[Any] | None) -> list[Any]:
+    """The rows of model (`Position` or `ActivitySummary`) of the alert's collar from start to end, in time
+    order: from held (the batch's rows of every collar in that window) when given, else read."""
+    if held is not None:
+        return [row for row in held if row.device_id == alert.device_id]
     return list(session.scalars(
-        select(Position)
-        .where(Position.device_id == alert.device_id, Position.time >= start, Position.time <= end)
-        .order_by(Position.time)
-    ))
-
-
-def _own_summaries(session: Session, alert: Alert, start: datetime, end: datetime,
-                   around: AroundAlerts | None) -> list[Any]:
-    """The alert's collar's activity summaries from start to end, in time order."""
-    if around is not None:
-        return [row for row in around.summaries_within(start, end) if row.device_id == alert.device_id]
-    return list(session.scalars(
-        select(ActivitySummary)
-        .where(
-            ActivitySummary.device_id == alert.device_id,
-            ActivitySummary.time >= start,
-            ActivitySummary.time <= end,
-        )
-        .order_by(ActivitySummary.time)
+        select(model)
+        .where(model.device_id == alert.device_id, model.time >= start, model.time <= end)
+        .order_by(model.time)
     ))
 
 
