@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 
 class AnswerCutOff(DownlinkError):
     """The network server had a push whole, and its answer did not come whole within the call's limits (it
-    hung, or trickled past `call_deadline`'s bound): the downlink may already wait in the collar's queue
-    there, so pushing it again could have the collar hear it twice."""
+    hung, or trickled past `call_deadline`'s bound): the downlink may already wait in the collar's (or the
+    multicast group's) queue there, so pushing it again could have the collars hear it twice."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ class NetworkServerClient:
             },
             **({"correlation_ids": [frame.correlation_id]} if frame.correlation_id else {}),
         }]}
-        self._post(url, body, headers, f"multicast frame pushed to TTS group {frame.group_id}")
+        self._post(url, body, headers, f"multicast frame pushed to TTS group {frame.group_id}", carries_downlinks=True)
 
     def _tts_route(self, target: DownlinkTarget, replace: bool) -> tuple[str, dict[str, str]]:
         route = target.replace_url if replace else target.push_url
@@ -305,7 +305,7 @@ class NetworkServerClient:
         body = json_format.MessageToDict(multicast_group_pb2.EnqueueMulticastGroupQueueItemRequest(queue_item=item))
         url = f"{base}/api/multicast-groups/{quote(frame.group_id, safe='')}/queue"
         answer = self._post(url, body, {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"},
-                            f"multicast frame queued in ChirpStack group {frame.group_id}")
+                            f"multicast frame queued in ChirpStack group {frame.group_id}", carries_downlinks=True)
         try:
             said = answer.json()
         except ValueError:

@@ -344,6 +344,13 @@ class Outbox:
             frame, hint, server = claimed
             try:
                 self.client.send_multicast(frame, hint)
+            except AnswerCutOff as error:
+                self._finish_multicast(frame_id, None, cut_off=str(error))
+                log.warning("multicast push answer cut off frame_id=%d group=%s: %s; it may be on its way to the "
+                            "group, so it is not pushed again (parity and the repair rounds cover a fragment that "
+                            "did not go)", frame_id, frame.group_id, error, extra={"multicast_frame_id": frame_id})
+                refused.add(server)  # a server that slow: its other frames wait for the next flush
+                continue
             except DownlinkError as error:
                 self._finish_multicast(frame_id, error, counted=_rate_limit_wait_s(error) is None)
                 log.warning("multicast push failed frame_id=%d group=%s: %s", frame_id, frame.group_id, driver_said(error),
@@ -431,10 +438,12 @@ class Outbox:
             return self.client.server_of()
         return self.client.server_of(target.push_url, target.api_key)
 
-    def _finish_multicast(self, frame_id: int, error: DownlinkError | None, counted: bool = True) -> None:
+    def _finish_multicast(self, frame_id: int, error: DownlinkError | None, counted: bool = True,
+                          cut_off: str | None = None) -> None:
         """Record how a frame's push went; counted: whether it spent one of its attempts (a push the
         server rate-limited did not: the frame waits for the next flush). A refusal that spent an attempt
-        is said in the campaign's history with the server's answer, once for a run of them (group_pushes)."""
+        is said in the campaign's history with the server's answer, once for a run of them (group_pushes).
+        cut_off: the push went with no whole answer (`AnswerCutOff`, why): recorded as pushed, and why."""
         with self.db.write() as session:
             row = session.get(MulticastDownlink, frame_id)
             row.lease_until = None
@@ -442,7 +451,7 @@ class Outbox:
             if error is None:
                 row.state = downlinks.STATE_SENT
                 row.sent_at = utc_now()
-                row.last_error = None
+                row.last_error = None if cut_off is None else f"answer cut off: {cut_off}; it may be queued at the network"
             else:
                 row.last_error = str(error)
                 row.state = downlinks.STATE_FAILED if row.attempts >= downlinks.MAX_PUSH_ATTEMPTS \

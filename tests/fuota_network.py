@@ -27,11 +27,13 @@ from __future__ import annotations
 import base64
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import anyio
 import bridge_builders as b
 from chirpstack_api.api import device_pb2, multicast_group_pb2
 from chirpstack_api.common import common_pb2
@@ -135,6 +137,8 @@ class StandInTheThingsStack:
         self.multicast: list[dict] = []  # {"group", "f_port", "payload", "at", "gateways"}
         self.refused: list[str] = []
         self.refuse_next = 0
+        self.hold_group_answer_next = 0  # group pushes taken whole whose answer waits for let_go (a hung server)
+        self.let_go = threading.Event()
 
     def app(self) -> Starlette:
         async def push(request: Request) -> JSONResponse:
@@ -157,6 +161,9 @@ class StandInTheThingsStack:
                                            "gateways": gateways})
                 else:
                     self.unicast.append({**frame, "device": request.path_params["device"]})
+            if self.hold_group_answer_next and request.path_params["device"] == GROUP:
+                self.hold_group_answer_next -= 1
+                await anyio.to_thread.run_sync(self.let_go.wait, 20.0)
             return JSONResponse({})
 
         async def get_device(request: Request) -> JSONResponse:

@@ -34,7 +34,7 @@ from lora_bridge.domain.fuota_delivery import SESSION_INDEX
 from lora_bridge.errors import DownlinkError
 from lora_bridge.network_server import MulticastFrame, NetworkServerClient, RouteHint
 from lora_bridge.settings import BridgeSettings
-from lora_bridge.store.tables import Downlink, DownlinkTransmission
+from lora_bridge.store.tables import Downlink, DownlinkTransmission, MulticastDownlink
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
@@ -1249,3 +1249,29 @@ def test_a_collar_refusing_its_session_under_the_deliverys_fragindex_is_failed_w
     assert collars["collar-01"]["state"] != "failed", "a refusal of FragIndex 2 is not about session 3"
     assert (collars["collar-02"]["state"], collars["collar-02"]["reason"]) == \
         ("failed", "set-up refused: FragSessionIndexNotSupported")
+
+
+def test_a_group_frame_whose_push_answer_never_came_is_not_pushed_to_the_collars_twice(sqlite_url, network):
+    # The network server takes a multicast frame of the delivery whole, then never answers: the frame may be
+    # on its way to the group already. Pushed again, the collars would hear it twice, at the cost of the
+    # duty cycle's airtime that the next fragments need; a fragment that did not go is what parity and the
+    # repair rounds are for.
+    with open_bridge(sqlite_url, network, downlink_timeout_s=0.5) as bridge:
+        _, opens = one_collar_campaign(bridge)
+        bridge.clock = lambda: opens
+        bridge.deliver_updates()
+        network.hold_group_answer_next = 1
+        try:
+            bridge.flush_downlinks()
+        finally:
+            network.let_go.set()
+        taken_before_the_answer = len(network.multicast)
+        bridge.flush_downlinks()
+        frames = [(frame["payload"], frame["at"]) for frame in network.multicast]
+        with bridge.db.read() as session:
+            held = session.execute(select(MulticastDownlink.state, MulticastDownlink.last_error)
+                                   .order_by(MulticastDownlink.id).limit(1)).one()
+
+    assert taken_before_the_answer == 1, "the server took the first frame and hung: the flush went no further"
+    assert len(frames) > 1 and len(frames) == len(set(frames)), "the rest went on, none of them twice"
+    assert held.state == "sent" and "answer cut off" in (held.last_error or ""), "recorded as pushed, and why"
