@@ -328,11 +328,7 @@ class MqttIngest:
             return
         # Subscribing again is harmless when the broker kept the session, and needed when it did not.
         # Connected counts from the broker's SUBACK: a message published before it has no subscriber.
-        # A retained message (a publisher that sets the flag on uplinks) comes with a new subscription only:
-        # each subscribing again had filed every topic's old uplink again (200 retained uplinks and 2 fresh
-        # ones: 529 raw rows after two broker restarts, not 202).
-        options = mqtt.SubscribeOptions(qos=QOS, retainHandling=mqtt.SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(topic, options) for topic in self.topics])
+        client.subscribe([(topic, QOS) for topic in self.topics])
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reason_codes: Any, _props: Any) -> None:
         refused = [code for code in reason_codes if code.is_failure]
