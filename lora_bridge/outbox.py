@@ -27,6 +27,8 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select, update
 
+from lora_bridge import cut_off_pushes
+from lora_bridge.cut_off_pushes import cut_off_reason
 from lora_bridge.domain import alerts, downlinks, fuota_delivery, group_pushes
 from lora_bridge.errors import DownlinkError, driver_said, is_transient_store_error, log_failure
 from lora_bridge.network_server import (
@@ -93,7 +95,7 @@ class Outbox:
         if ids is None:
             with self.db.read() as session:
                 interrupted = downlinks.any_push_interrupted(session)
-                due = downlinks.unconfirmed_due(session, **self._unconfirmed_after())
+                due = cut_off_pushes.due_now(session, **self._unconfirmed_after())
             if interrupted:
                 with self.db.write() as session:
                     downlinks.release_expired_leases(session)
@@ -262,8 +264,9 @@ class Outbox:
         """A command or setting whose push the network server had whole and never answered whole: it may wait
         in the collar's queue there already, so it is recorded as pushed, not pushed again blindly (the
         collar would hear it twice, out of its ten downlinks a day). Its delivery report or the collar's
-        port-31 ack settle it; the collar's uplinks with neither make it unconfirmed, and it goes again then
-        (`downlinks.mark_unconfirmed`). A downlink on another port has no such follow-up: it is pushed again."""
+        port-31 ack settle it; the collar's uplinks with neither (two, the one whose receive windows would
+        have carried it and the one with the ack: `cut_off_pushes`) make it unconfirmed, and an alert's ack
+        goes again then (`downlinks.mark_unconfirmed`). A downlink on another port has no such follow-up: it is pushed again."""
         self._finish(downlink_id, None, None, lease_ends, cut_off=str(error))
         log.warning("downlink push answer cut off downlink_id=%d device_id=%s: %s; it may be queued at the network, "
                     "so it waits for word of its delivery instead of a second push", downlink_id, device_id, error,
@@ -297,7 +300,7 @@ class Outbox:
                 downlinks.mark_sent(downlink, reference)
                 if cut_off is not None:
                     downlink.network_state = None  # the network said nothing of it, not even that it took it
-                    downlink.last_error = f"answer cut off: {cut_off}; it may be queued at the network"
+                    downlink.last_error = cut_off_reason(cut_off)
                 if downlink.alert_id is not None:
                     alert = session.get(Alert, downlink.alert_id)
                     detail = {"seq": downlink.seq, "downlink_id": downlink.id}
@@ -451,7 +454,7 @@ class Outbox:
             if error is None:
                 row.state = downlinks.STATE_SENT
                 row.sent_at = utc_now()
-                row.last_error = None if cut_off is None else f"answer cut off: {cut_off}; it may be queued at the network"
+                row.last_error = None if cut_off is None else cut_off_reason(cut_off)
             else:
                 row.last_error = str(error)
                 row.state = downlinks.STATE_FAILED if row.attempts >= downlinks.MAX_PUSH_ATTEMPTS \
