@@ -38,6 +38,7 @@ import httpx
 from lora_bridge import https
 from lora_bridge.call_deadline import DeadlinePassed, request_within
 from lora_bridge.errors import DownlinkError
+from lora_bridge.refusal_reasons import refusal_reason
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.updates.multicast_keys import GroupKeys
 from lora_bridge.uplink_formats import MAX_F_CNT, UINT64_MAX, int_within
@@ -464,7 +465,7 @@ class NetworkServerClient:
             log.warning("%s (network server answered %d)", meaning, response.status_code, extra=context)
             return response
         if response.status_code >= 300:
-            raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]!r}",
+            raise DownlinkError(f"network server answered {response.status_code}: {refusal_reason(response)}",
                                 status=response.status_code,
                                 retry_after_s=_retry_after_of(response.headers))
         log.info("%s", done, extra=context)

@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from lora_bridge import cut_off_pushes
 from lora_bridge.cut_off_pushes import cut_off_reason
 from lora_bridge.domain import alerts, downlinks, fuota_delivery, group_pushes
-from lora_bridge.errors import DownlinkError, driver_said, is_transient_store_error, log_failure
+from lora_bridge.errors import DownlinkError, is_transient_store_error, log_failure
 from lora_bridge.network_server import (
     AnswerCutOff,
     DownlinkTarget,
@@ -41,6 +41,7 @@ from lora_bridge.network_server import (
     ServerKey,
     allowed_route,
 )
+from lora_bridge.refusal_reasons import push_failure_said
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import (
@@ -150,12 +151,13 @@ class Outbox:
                 wait_s = _rate_limit_wait_s(error)
                 self._finish(downlink_id, str(error), None, lease_ends, wait_s)
                 log.warning(
-                    "downlink push failed downlink_id=%d device_id=%s: %s%s",
+                    "downlink push failed downlink_id=%d device_id=%s f_port=%d: %s%s",
                     downlink_id,
                     target.device_id,
-                    driver_said(error),  # the server's answer text masked (it can name the collar's session), its status said
+                    items[-1].f_port,
+                    push_failure_said(error),  # the server's reason, escaped and bounded: why it refused
                     "" if wait_s is None else f" (rate limited: it waits {wait_s:.0f} s, no attempt spent)",
-                    extra={"device_id": target.device_id, "downlink_id": downlink_id},
+                    extra={"device_id": target.device_id, "downlink_id": downlink_id, "f_port": items[-1].f_port},
                 )
                 if error.status not in COLLAR_NOT_AT_SERVER:  # the server refuses: its other pushes wait too
                     refused.add(self._server_of(target))
@@ -356,7 +358,7 @@ class Outbox:
                 continue
             except DownlinkError as error:
                 self._finish_multicast(frame_id, error, counted=_rate_limit_wait_s(error) is None)
-                log.warning("multicast push failed frame_id=%d group=%s: %s", frame_id, frame.group_id, driver_said(error),
+                log.warning("multicast push failed frame_id=%d group=%s: %s", frame_id, frame.group_id, push_failure_said(error),
                             extra={"multicast_frame_id": frame_id})
                 refused.add(server)  # the rest of its server's frames wait for the next flush, in their order
                 continue

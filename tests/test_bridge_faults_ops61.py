@@ -4,9 +4,12 @@ refuses, and stopping the bridge (or the demo) after its store file was deleted.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 
 import bridge_builders as b
+import pytest
 from starlette.testclient import TestClient
 from test_bridge_outside_audit import TricklingServer
 
@@ -94,3 +97,92 @@ def test_a_rangers_tracking_command_behind_a_cut_off_ack_is_given_its_own_uplink
     assert seen["pushed"] == [[], ["tr-01"], ["tr-01"]], "the ack goes again after the second uplink"
     assert [dict(step)["tracking"] for step in seen["states"]] == ["sent", "sent", "unconfirmed"]
 
+
+
+# What The Things Stack answers a refused push (its error JSON, docs "API > Concepts > Errors") and what
+# ChirpStack v4's REST gateway answers (grpc-gateway's status JSON), as an operator would meet them.
+TTS_REFUSALS = {
+    400: {"code": 3, "message": "error:pkg/ttnpb:field_value (invalid value of field `frm_payload`)",
+          "details": [{"namespace": "pkg/ttnpb", "name": "field_value", "correlation_id": "4f1c9e0b7d2a"}]},
+    403: {"code": 7, "message": "error:pkg/auth/rights:no_application_rights (no rights for application "
+                                "`tembo@ttn`)",
+          "details": [{"namespace": "pkg/auth/rights", "name": "no_application_rights",
+                       "correlation_id": "9a8b7c6d5e4f"}]},
+    429: {"code": 8, "message": "error:pkg/ratelimit:rate_limit_exceeded (rate limit exceeded)", "details": []},
+    500: {"code": 13, "message": "error:pkg/applicationserver:downlink_queue (failed to push downlink queue)",
+          "details": [{"namespace": "pkg/applicationserver", "name": "downlink_queue",
+                       "correlation_id": "0011aabbccdd"}]},
+}
+CHIRPSTACK_REFUSALS = {
+    400: {"code": 3, "message": "Invalid fPort (must be > 0)", "details": []},
+    403: {"code": 7, "message": "Permission denied", "details": []},
+    429: {"code": 8, "message": "Too many requests", "details": []},
+    500: {"code": 13, "message": "Object does not exist", "details": []},
+}
+
+
+class RefusingServer:
+    """A network server that answers every push with status and body (JSON, or text as it is)."""
+
+    def __init__(self, status: int, body: object) -> None:
+        self.status, self.body = status, body
+
+    def app(self):
+        from starlette.applications import Starlette
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        async def refuse(request) -> Response:
+            content = self.body if isinstance(self.body, str) else json.dumps(self.body)
+            return Response(content, status_code=self.status, media_type="application/json",
+                            headers={"Retry-After": "30"} if self.status == 429 else None)
+
+        return Starlette(routes=[Route("/{path:path}", refuse, methods=["POST"])])
+
+
+def _refused_push_line(store_url: str, network: str, status: int, body: object, caplog) -> logging.LogRecord:
+    """The log line of collar rf-01's alert ack pushed to a server that answers status and body."""
+    with serve_app_in_thread(RefusingServer(status, body).app(), port=free_port()) as running, \
+            b.fresh_bridge(store_url, network_server_url=running.url, network_server_api_key="NNSXS.KEY",
+                           outbox_worker=False) as bridge:
+        if network == "tts":
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), device_id="rf-01", f_cnt=1))
+        else:
+            bridge.ingest_network_message(
+                "chirpstack", "up", b.chirpstack_uplink(b.alert("poaching_risk", seq=1), device_id="rf-01", f_cnt=1))
+        with caplog.at_level(logging.WARNING, logger="lora_bridge"):
+            assert bridge.flush_downlinks() == 0
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("downlink push failed")]
+    return line
+
+
+@pytest.mark.parametrize("network,status", [(n, s) for n in ("tts", "chirpstack") for s in (400, 403, 429, 500)])
+def test_operator_reads_why_the_network_server_refused_a_push_with_the_collar_and_frame(
+        store_url, network, status, caplog):
+    body = (TTS_REFUSALS if network == "tts" else CHIRPSTACK_REFUSALS)[status]
+    line = _refused_push_line(store_url, network, status, body, caplog)
+
+    said = line.getMessage()
+    assert f"network server answered {status}: {body['message']}" in said, "the server's own reason, whole"
+    correlation = (body["details"] or [{}])[0].get("correlation_id")
+    assert correlation is None or f"correlation_id {correlation}" in said, "what the network's operators ask for"
+    assert "device_id=rf-01" in said and "f_port=32" in said
+    assert (line.device_id, line.f_port) == ("rf-01", 32)
+
+
+def test_a_hostile_network_server_cannot_forge_log_lines_nor_flood_the_log(store_url, caplog):
+    forged = "refused\n2026-12-07 20:00:00,000 WARNING lora_bridge.outbox downlink pushed\x1b[2J" + "x" * 10_000
+    line = _refused_push_line(store_url, "tts", 400, {"code": 3, "message": forged}, caplog)
+
+    said = line.getMessage()
+    assert "\n" not in said and "\x1b" not in said
+    assert "refused\\n2026-12-07" in said and "\\x1b[2J" in said, "escaped, still readable"
+    assert len(said) < 500, "bounded"
+
+
+def test_a_proxys_page_before_the_network_server_is_logged_as_text_bounded(store_url, caplog):
+    page = "<html><head><title>502 Bad Gateway</title></head><body>" + "<p>nginx</p>" * 1000 + "</body></html>"
+    line = _refused_push_line(store_url, "tts", 502, page, caplog)
+
+    assert "network server answered 502: <html><head><title>502 Bad Gateway</title>" in line.getMessage()
+    assert len(line.getMessage()) < 500
