@@ -18,6 +18,7 @@ from lora_bridge.errors import log_failure
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, check_webhook_secret, load_settings
 from lora_bridge.start_up_heap import freeze_start_up_heap
+from lora_bridge.store.opened_file import save_lost_files
 
 log = logging.getLogger(__name__)
 
@@ -229,4 +230,5 @@ def _serve(settings: BridgeSettings | None, bridge: Bridge | None) -> None:
         for worker in started:
             worker.stop()
         rules.stop()
+        save_lost_files(running_bridge.db.write_engine)  # a store file deleted meanwhile: saved, and said
         running_bridge.close()

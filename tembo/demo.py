@@ -68,6 +68,7 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
     from lora_bridge.server import serve_app_in_thread
     from lora_bridge.service import Bridge
     from lora_bridge.settings import load_settings
+    from lora_bridge.store.opened_file import save_lost_files
     from simulator.fleet import Fleet
     from simulator.network_server import NetworkServerStandIn
     from simulator.reserve import demo_reserve
@@ -85,6 +86,8 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
                                  network_server_api_key=network.api_key, max_clock_ahead_s=ahead_s,
                                  webhook_secret=secrets.token_urlsafe(32), outbox_worker=outbox_worker)
         bridge = running.enter_context(Bridge(settings))
+        # Before the bridge closes (after the webhook stops): a store file deleted during the demo is saved.
+        running.callback(save_lost_files, bridge.db.write_engine)
         webhook = serve_app_in_thread(create_app(bridge), port=bridge_port)
         running.callback(webhook.stop)
         bridge.load_geography(demo_reserve().geojson())

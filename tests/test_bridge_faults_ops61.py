@@ -6,10 +6,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import bridge_builders as b
+import httpx
 import pytest
+from bridge_process import Load, lost_and_twice, post_all
 from starlette.testclient import TestClient
 from test_bridge_outside_audit import TricklingServer
 
@@ -186,3 +195,113 @@ def test_a_proxys_page_before_the_network_server_is_logged_as_text_bounded(store
 
     assert "network server answered 502: <html><head><title>502 Bad Gateway</title>" in line.getMessage()
     assert len(line.getMessage()) < 500
+
+
+# ---- stopping the bridge, and the demo, after the store file was deleted ------------------------------
+
+
+def _wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+        time.sleep(0.05)
+
+
+def _closing_lines(stderr: Path) -> list[str]:
+    return [line for line in stderr.read_text().splitlines() if "since were not saved" in line]
+
+
+def _first_notices(stderr: Path) -> list[str]:
+    return [line for line in stderr.read_text().splitlines() if "store unavailable: the file" in line
+            and "opened_file" in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_operator_stopping_the_bridge_after_its_store_file_was_deleted_gets_a_prompt_exit_and_its_uplinks_saved(
+        tmp_path, port, stop_signal):
+    store = tmp_path / "tembo.db"
+    stderr = tmp_path / "bridge.log"
+    env = dict(os.environ, TEMBO_WEBHOOK_SECRET=b.SECRET, PYTHONUNBUFFERED="1")
+    with stderr.open("wb") as log_file:
+        bridge = subprocess.Popen([sys.executable, "-m", "tembo", "bridge", "--database-url", f"sqlite:///{store}",
+                                   "--port", str(port)], env=env, stderr=log_file, stdout=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(lambda: _answers(url), 60, "the bridge answers /healthz")
+        load = Load()
+        post_all(url, range(40), load, clients=2)
+        for path in tmp_path.glob("tembo.db*"):
+            path.unlink()  # a clean-up script's `rm var/tembo.db*`
+        refused = Load()
+        post_all(url, range(40, 50), refused, clients=2)
+        started = time.monotonic()
+        bridge.send_signal(stop_signal)
+        returncode = bridge.wait(timeout=30)
+        stop_s = time.monotonic() - started
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+            bridge.wait()
+
+    (saved,) = tmp_path.glob("tembo.db.saved-*")
+    expected_code = {signal.SIGTERM: 0, signal.SIGINT: 130}[stop_signal]  # a service manager's stop; Ctrl-C
+    assert (returncode, len(load.acknowledged()), refused.acknowledged()) == (expected_code, 40, set())
+    assert stop_s < 15, "a prompt exit, not the shutdown's refused commits tried again and again"
+    (closing,) = _closing_lines(stderr)
+    assert f"{store} was deleted" in closing and f"saved to {saved}" in closing
+    assert "writes since were not saved (their uplinks were answered 503, never acknowledged" in closing
+    assert len(_first_notices(stderr)) == 1, "said once when noticed, not at each refused commit"
+    assert lost_and_twice(f"sqlite:///{saved}", load.acknowledged())["lost"] == 0, "every acknowledged uplink saved"
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1.0).status_code in (200, 503)
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_demo_stopped_with_ctrl_c_after_its_store_was_deleted_exits_at_once_saying_where_its_herd_is_saved(
+        tmp_path):
+    out, err = tmp_path / "demo.out", tmp_path / "demo.log"
+    with out.open("wb") as out_file, err.open("wb") as err_file:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "tembo", "demo", "--collars", "5", "--port", str(free_port()),
+             "--bridge-port", str(free_port())],
+            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1",
+                                   PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))),
+            stdout=out_file, stderr=err_file)
+    store = tmp_path / "var" / "tembo.db"
+    try:
+        _wait_for(lambda: "Ctrl-C stops everything" in out.read_text(), 120, "the demo is up")
+        _wait_for(lambda: _raw_uplinks(store) >= 20, 60, "the herd's uplinks are stored")
+        for path in store.parent.glob("tembo.db*"):
+            path.unlink()
+        _wait_for(lambda: "webhook answered 503" in err.read_text(), 60, "an uplink refused after the deletion")
+        started = time.monotonic()
+        demo.send_signal(signal.SIGINT)
+        returncode = demo.wait(timeout=30)
+        stop_s = time.monotonic() - started
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+
+    (saved,) = store.parent.glob("tembo.db.saved-*")
+    assert returncode == 0 and stop_s < 15, "the first Ctrl-C stops the demo, promptly"
+    (closing,) = _closing_lines(err)
+    assert f"saved to {saved.relative_to(tmp_path)}" in closing
+    assert _raw_uplinks(saved) >= 20, "what was stored before the deletion is in the saved copy"
+
+
+def _raw_uplinks(store: Path) -> int:
+    if not store.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as reader:
+            return int(reader.execute("SELECT COUNT(*) FROM raw_uplinks").fetchone()[0])
+    except sqlite3.Error:
+        return 0

@@ -7,13 +7,24 @@ over it) takes every later commit into a file no path names, and the next start 
 names the file opened (same device and inode) and raises `StoreFileGone`, a `StoreUnavailable`, when it
 does not: the network server is answered 503 and retries once the operator has put the store back and
 started the bridge again (`/healthz` answers 503 meanwhile).
+
+What the file held when it was deleted had been acknowledged, and lives on only while the bridge keeps it
+open. It is logged once when first noticed (not at each refused commit: a flood of identical lines hid it),
+and when the bridge stops (`save_lost_files`, before its connections close) the bridge copies what it still
+reads of the file, every acknowledged uplink to the moment of the deletion, to a file beside the path
+(`tembo.db.saved-20261207T201930Z`) and says so in one error line, with how many writes were refused since
+(answered 503, never acknowledged: the network server sends them again). Until 8 December a Ctrl-C
+after such a deletion stopped the demo with no word of it, and the acknowledged uplinks went with the file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, event
@@ -55,13 +66,105 @@ class OpenedFile:
         return None
 
     def check(self) -> None:
-        """Raise StoreFileGone when path no longer names this file."""
+        """Raise StoreFileGone when path no longer names this file (logged the first time it is noticed)."""
         why = self.gone()
         if why is not None:
-            log.error("store unavailable: %s; what it holds since is lost to the next start: put the store back "
-                      "and start the bridge again (uplinks are answered 503 until then)", why,
-                      extra={"database": str(self.path)})
+            if _notice(self.path, why):
+                log.error("store unavailable: %s; uplinks are answered 503 until the store is put back and the bridge "
+                          "started again; what it held is saved beside it when the bridge stops", why,
+                          extra={"database": str(self.path)})
             raise StoreFileGone(f"store unavailable: {why}")
+
+
+@dataclass
+class LostFile:
+    """A file found gone under the bridge: why, when first noticed, and how many commits it refused since."""
+
+    path: Path
+    why: str
+    noticed_at: datetime
+    refused: int = 0
+    said: bool = False  # its closing line was logged (`save_lost_files`): later refusals are only counted
+
+
+_lost: dict[Path, LostFile] = {}
+_lost_lock = threading.Lock()
+
+
+def _notice(path: Path, why: str) -> bool:
+    """Count a commit refused because path is gone; True the first time path is found gone."""
+    with _lost_lock:
+        lost = _lost.get(path)
+        if lost is None:
+            _lost[path] = LostFile(path, why, datetime.now(UTC), refused=1)
+            return True
+        lost.refused += 1
+        return False
+
+
+def lost_files() -> list[LostFile]:
+    """The files found gone under this process so far."""
+    with _lost_lock:
+        return [LostFile(lost.path, lost.why, lost.noticed_at, lost.refused, lost.said) for lost in _lost.values()]
+
+
+def save_lost_files(engine: Engine) -> list[Path]:
+    """When the store file engine opened (or its durable intake's journal) was found gone: copy what the
+    bridge still reads of the store to a file beside its path, and log one error line for each file saying
+    what was saved where and what was not; the copies made. Call before engine's connections close (they
+    are all that is left of the file)."""
+    path = _path_of(engine)
+    if path is None:
+        return []
+    with _lost_lock:  # each file's closing line is said once, however many bridges of the process stop
+        unsaid = [lost for lost in _lost.values() if not lost.said and lost.path.parent == path.parent
+                  and (lost.path == path or lost.path.name.startswith(f"{path.name}-"))]
+        for lost in unsaid:
+            lost.said = True
+    for journal in (lost for lost in unsaid if lost.path != path):  # the durable intake's journal
+        log.error("%s (noticed %s UTC): %d writes since were not saved (answered 503, never acknowledged); the "
+                  "bodies it had answered 202 and the store had not taken yet were in it and are not saved",
+                  journal.why, f"{journal.noticed_at:%Y-%m-%d %H:%M:%S}", journal.refused,
+                  extra={"database": str(journal.path)})
+    store = next((lost for lost in unsaid if lost.path == path), None)
+    if store is None:
+        return []
+    noticed = f"{store.noticed_at:%Y-%m-%d %H:%M:%S} UTC"
+    refused = (f"{store.refused} write{'' if store.refused == 1 else 's'} since were not saved (their uplinks were "
+               "answered 503, never acknowledged: the network server sends them again)")
+    saved = path.with_name(f"{path.name}.saved-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    try:
+        _copy_open_store(engine, saved)
+    except (sqlite3.Error, OSError) as error:
+        log.error("%s (noticed %s): %s; everything acknowledged before was in that file and could not be saved "
+                  "(%s: %s)", store.why, noticed, refused, type(error).__name__, str(error)[:200],
+                  extra={"database": str(path)})
+        return []
+    log.error("%s (noticed %s): %s; everything acknowledged before was in that file and is saved to %s (move it "
+              "to %s to start the bridge with it)", store.why, noticed, refused, saved, path,
+              extra={"database": str(path), "saved_to": str(saved)})
+    return [saved]
+
+
+def _path_of(engine: Engine) -> Path | None:
+    database = engine.url.database
+    return Path(database) if database not in (None, "", ":memory:") else None
+
+
+def _copy_open_store(engine: Engine, target: Path) -> None:
+    """Copy the store engine holds open (its WAL with it: every commit) to target with SQLite's backup.
+    OSError when no connection to it is left open (a new one would open an empty file at its path)."""
+    if engine.pool.checkedin() == 0:  # type: ignore[attr-defined]
+        raise OSError("no connection to it is left open")
+    raw = engine.raw_connection()
+    try:
+        copy = sqlite3.connect(str(target))
+        try:
+            raw.driver_connection.backup(copy)
+        finally:
+            copy.close()
+    finally:
+        raw.close()
 
 
 def guard(engine: Engine, path: Path, on_begin: bool) -> None:
