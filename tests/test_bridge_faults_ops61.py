@@ -18,7 +18,7 @@ from pathlib import Path
 import bridge_builders as b
 import httpx
 import pytest
-from bridge_process import Load, lost_and_twice, post_all
+from bridge_process import Load, bridge_process, disk_limit_with_room, lost_and_twice, post_all, uplink_body
 from starlette.testclient import TestClient
 from test_bridge_outside_audit import TricklingServer
 
@@ -305,3 +305,118 @@ def _raw_uplinks(store: Path) -> int:
             return int(reader.execute("SELECT COUNT(*) FROM raw_uplinks").fetchone()[0])
     except sqlite3.Error:
         return 0
+
+
+# ---- /metrics while the store refuses, and after ------------------------------------------------------
+
+
+def _scraper_headers(sqlite_url: str) -> dict[str, str]:
+    """A field technician's token (a role that may scrape), made in the store before the bridge starts."""
+    from lora_bridge.service import open_bridge
+
+    with open_bridge(sqlite_url, webhook_secret=b.SECRET) as bridge:
+        return b.api_headers(bridge, "field_technician")
+
+
+def _scrape(url: str, headers: dict[str, str] | None) -> tuple[int, dict[str, float]]:
+    """/metrics's status and its tembo_ figures (without labels)."""
+    answer = httpx.get(f"{url}/metrics", headers=headers or {}, timeout=30.0)
+    figures = {}
+    for line in answer.text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("tembo_") and "{" not in name:
+            figures[name] = float(value)
+    return answer.status_code, figures
+
+
+def _post(url: str, n: int) -> int:
+    return httpx.post(f"{url}/uplinks/tts", content=uplink_body(n), timeout=30.0,
+                      headers={"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}).status_code
+
+
+@pytest.mark.slow
+def test_an_operators_scrape_tells_refusals_from_uplinks_while_another_program_holds_the_store(sqlite_url, port):
+    headers = _scraper_headers(sqlite_url)
+    with bridge_process(sqlite_url, port) as child:
+        kept = [_post(child.url, n) for n in range(5)]
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=1.0)
+        other.execute("BEGIN IMMEDIATE")  # a backup, or a second program writing, past the busy timeout
+        refused = [_post(child.url, n) for n in range(5, 8)]
+        while_locked = _scrape(child.url, headers)
+        without_token = _scrape(child.url, None)
+        other.rollback()
+        other.close()
+        again = _post(child.url, 8)
+        after = _scrape(child.url, headers)
+
+    assert (kept, refused, again) == ([200] * 5, [503] * 3, 200)
+    status, figures = while_locked
+    assert status == 200, "a scrape answers while the store refuses writes"
+    assert (figures["tembo_uplinks_stored"], figures["tembo_webhook_refused_total"]) == (5, 3), \
+        "refusals counted as refusals, not as stored uplinks"
+    assert (figures["tembo_store_up"], figures["tembo_webhook_refusing"]) == (0, 1), "as /healthz says"
+    assert figures["tembo_webhook_last_refused_timestamp_seconds"] > 0
+    assert without_token[0] == 401 and without_token[1] == {}, "no figure without a token"
+    status, figures = after
+    assert (status, figures["tembo_uplinks_stored"], figures["tembo_webhook_refused_total"]) == (200, 6, 3)
+    assert (figures["tembo_store_up"], figures["tembo_webhook_refusing"]) == (1, 0), "recovered"
+
+
+@pytest.mark.slow
+def test_an_operators_scrape_counts_the_uplinks_refused_on_a_full_disk(sqlite_url, port):
+    headers = _scraper_headers(sqlite_url)
+    limit = disk_limit_with_room(sqlite_url)
+    load = Load()
+    with bridge_process(sqlite_url, port, file_size_limit=limit) as full:
+        post_all(full.url, range(90), load, clients=2)  # the store fills after about 20 of them
+        status, figures = _scrape(full.url, headers)
+
+    refused = sum(1 for answer in load.answers.values() if answer == 503)
+    assert refused > 0, "the file-size limit was reached part way"
+    assert status == 200, "a full disk still reads: the token is checked, the figures answered"
+    assert figures["tembo_webhook_refused_total"] == refused
+    assert figures["tembo_uplinks_stored"] == len(load.acknowledged())
+    assert figures["tembo_store_up"] == 0
+
+
+@pytest.mark.slow
+def test_a_scrape_of_a_bridge_whose_store_was_deleted_answers_no_figure_and_counts_right_once_it_is_put_back(
+        sqlite_url, port):
+    headers = _scraper_headers(sqlite_url)
+    store = Path(sqlite_url.removeprefix("sqlite:///"))
+    with bridge_process(sqlite_url, port) as child:
+        kept = [_post(child.url, n) for n in range(6)]
+        for path in store.parent.glob(f"{store.name}*"):
+            path.unlink()
+        refused = _post(child.url, 6)
+        deleted = _scrape(child.url, headers)
+        deleted_without_token = _scrape(child.url, None)
+    (saved,) = store.parent.glob(f"{store.name}.saved-*")
+    saved.rename(store)  # the operator puts the saved store back, as the bridge's last line said
+    with bridge_process(sqlite_url, port) as child:
+        again = _post(child.url, 6)  # the network server's retry
+        after = _scrape(child.url, headers)
+
+    assert (kept, refused, again) == ([200] * 6, 503, 200)
+    assert deleted == (503, {}), "no figure the bridge cannot check the token of"
+    assert deleted_without_token == (401, {})
+    status, figures = after
+    assert (status, figures["tembo_uplinks_stored"], figures["tembo_store_up"]) == (200, 7, 1)
+
+
+@pytest.mark.slow
+def test_an_operators_scrape_shows_the_durable_intakes_backlog_while_the_store_is_held(sqlite_url, port):
+    headers = _scraper_headers(sqlite_url)
+    with bridge_process(sqlite_url, port, webhook_ack="durable") as child:
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=1.0)
+        other.execute("BEGIN IMMEDIATE")  # the store is held; the journal beside it still takes bodies
+        answered = [_post(child.url, n) for n in range(4)]
+        _, held = _scrape(child.url, headers)
+        other.rollback()
+        other.close()
+        _wait_for(lambda: _scrape(child.url, headers)[1].get("tembo_intake_backlog") == 0, 60, "the backlog applied")
+        _, after = _scrape(child.url, headers)
+
+    assert answered == [202] * 4
+    assert (held["tembo_intake_backlog"], held["tembo_webhook_refused_total"]) == (4, 0), "kept, not refused"
+    assert (after["tembo_uplinks_stored"], after["tembo_webhook_refused_total"]) == (4, 0)

@@ -58,6 +58,7 @@ from lora_bridge.errors import (
 from lora_bridge.network_messages import EVENT_KINDS
 from lora_bridge.service import Bridge
 from lora_bridge.store.utc import as_utc
+from lora_bridge.store_refusals import RefusalsCollector, StoreRefusals
 from lora_bridge.views import PositionView, to_jsonable
 
 log = logging.getLogger(__name__)
@@ -619,8 +620,11 @@ def create_app(bridge: Bridge) -> Starlette:
     """
     app = webhook.create_app(bridge)
     registries = Scrapes(live=CollectorRegistry(), delayed=CollectorRegistry())
-    registries.live.register(BridgeCollector(bridge, live_alerts=True))
-    registries.delayed.register(BridgeCollector(bridge, live_alerts=False))
+    refusals: StoreRefusals = app.state.refusals
+    registries.live.register(BridgeCollector(bridge, live_alerts=True, refusals=refusals))
+    registries.delayed.register(BridgeCollector(bridge, live_alerts=False, refusals=refusals))
+    for registry in (registries.live, registries.delayed):  # no figure an alert moves: both roles' scrapes
+        registry.register(RefusalsCollector(refusals, lambda: _intake_backlog(bridge)))
     requests = Counter("tembo_api_requests", "API requests answered", ["route", "status"], registry=registries.live)
     table = endpoints(bridge, registries)
     handling_alerts = frozenset(endpoint.path for endpoint in table if endpoint.permission == access.HANDLE_ALERTS)
@@ -742,9 +746,10 @@ class BridgeCollector:
     """Prometheus collector: the bridge's counts, read from the store at each scrape (for a role that
     sees alerts late, live_alerts False: without what an alert moves, `Bridge.counts`)."""
 
-    def __init__(self, bridge: Bridge, live_alerts: bool = True) -> None:
+    def __init__(self, bridge: Bridge, live_alerts: bool = True, refusals: StoreRefusals | None = None) -> None:
         self.bridge = bridge
         self.live_alerts = live_alerts
+        self.refusals = refusals or StoreRefusals()
 
     def describe(self) -> list[Any]:
         return []  # read the store only when scraped, not when registered
@@ -753,8 +758,17 @@ class BridgeCollector:
         counts = self.bridge.counts(live_alerts=self.live_alerts)
         for key, value in sorted(counts.items()):
             yield GaugeMetricFamily(f"tembo_{key}", f"Tembo bridge: {key.replace('_', ' ')}", value=float(value))
-        yield GaugeMetricFamily("tembo_store_up", "1 when the store answers", value=1.0 if self.bridge.healthy() else 0.0)
+        # As `/healthz`: a store that reads but refused the webhook's last body (a full disk, another program's
+        # write lock) is down; it had said 1 while every uplink was answered 503.
+        up = self.bridge.healthy() and self.refusals.error_id is None
+        yield GaugeMetricFamily("tembo_store_up", "1 when the store answers and takes the webhook's bodies",
+                                value=1.0 if up else 0.0)
         yield from rules_file_metrics(self.bridge)
+
+
+def _intake_backlog(bridge: Bridge) -> int | None:
+    """The durable intake's bodies not applied yet; None when the webhook answers once applied."""
+    return bridge.durable_intake().backlog() if bridge.settings.webhook_ack == "durable" else None
 
 
 def rules_file_metrics(bridge: Bridge) -> Any:

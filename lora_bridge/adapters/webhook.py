@@ -42,7 +42,6 @@ import json
 import logging
 import types
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -63,6 +62,7 @@ from lora_bridge.network_server import OddDownlinkUrls
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, check_webhook_secret
 from lora_bridge.store import write_lock
+from lora_bridge.store_refusals import StoreRefusals
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS, label
 from lora_bridge.views import IngestResult
 
@@ -114,16 +114,6 @@ class WebhookAnswer(JSONResponse):
         if _ANSWER_TEXT is None:
             return _ANSWER_ENCODER.encode(content).encode("utf-8")
         return "".join(_ANSWER_TEXT(content, 0)).encode("utf-8")
-
-
-@dataclass
-class StoreRefusals:
-    """What the webhook last met at the store, for `/healthz`: the error id of the last body answered 503
-    since one was kept (None while bodies are kept). The store's probe (`Bridge.healthy`) reads SQLite, which a
-    full disk or another program's write lock leaves readable: `/healthz` had answered 200 while every uplink
-    was answered 503."""
-
-    error_id: str | None = None
 
 
 class WebhookApp(Starlette):
@@ -242,6 +232,7 @@ def create_app(bridge: Bridge) -> Starlette:
         },
     )
     app.state.bridge = bridge
+    app.state.refusals = refusals  # `/metrics` says them too (lora_bridge.store_refusals)
     return app
 
 
@@ -280,10 +271,10 @@ async def _ingest(
         said = error.error_id or error_id()  # the id the line that met the store's error logged it under
         log.warning("webhook answered 503 error_id=%s network=%s event=%s: the store takes no write now (%s)",
                     said, network, label(event), error, extra={"network": network, "event": event, "error_id": said})
-        refusals.error_id = said
+        refusals.note_refused(said)
         return JSONResponse({"status": "unavailable", "reason": UNAVAILABLE_REASON, "error_id": said},
                             status_code=503, headers={"Retry-After": "60"})
-    refusals.error_id = None  # kept: the store takes bodies again
+    refusals.note_kept()
     if network == SOURCE_TTS and downlink_route:
         await _remember_route(headers, bridge, path_ids, result.device_id, result.raw_uplink_id)
     payload = {
