@@ -420,3 +420,43 @@ def test_an_operators_scrape_shows_the_durable_intakes_backlog_while_the_store_i
     assert answered == [202] * 4
     assert (held["tembo_intake_backlog"], held["tembo_webhook_refused_total"]) == (4, 0), "kept, not refused"
     assert (after["tembo_uplinks_stored"], after["tembo_webhook_refused_total"]) == (4, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_scrape_while_postgresql_is_stopped_answers_no_figure_and_counts_the_refusals_once_it_is_back(
+        port):
+    import tempfile
+
+    from tembo.local_services import PostgresServer
+
+    # Its own server, as the conftest's (a folder the postgres user may enter): this test stops it.
+    with PostgresServer.started(Path(tempfile.mkdtemp(prefix="tembo-pg-"))) as server:
+        url = server.create_database()
+        headers = _scraper_headers(url)
+        with bridge_process(url, port) as child:
+            kept = [_post(child.url, n) for n in range(3)]
+            server.stop()
+            refused = [_post(child.url, n) for n in range(3, 5)]
+            stopped = _scrape(child.url, headers)
+            stopped_without_token = _scrape(child.url, None)
+            _start_again(server)
+            _wait_for(lambda: _post(child.url, 3) == 200, 60, "the network server's retry is kept")
+            again = _post(child.url, 4)
+            after = _scrape(child.url, headers)
+
+    assert (kept, refused, again) == ([200] * 3, [503] * 2, 200)
+    assert stopped == (503, {}) and stopped_without_token == (401, {})
+    status, figures = after
+    assert (status, figures["tembo_uplinks_stored"], figures["tembo_store_up"]) == (200, 5, 1)
+    assert figures["tembo_webhook_refused_total"] >= 2, "the refusals while it was down, counted"
+
+
+def _start_again(server) -> None:
+    """Start a stopped PostgresServer on its data, port and socket (its `start` makes a new cluster)."""
+    options = f"-p {server.port} -k {server.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    command = [str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(server.folder / "server.log"),
+               "-o", options, "-w", "-t", "60", "start"]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, capture_output=True, timeout=90)
