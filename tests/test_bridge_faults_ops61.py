@@ -26,6 +26,8 @@ from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import serve_app_in_thread
 from tembo.local_services import free_port
 
+REPO = Path(__file__).resolve().parents[1]  # the demo runs in a folder of its own, with this checkout's code
+
 
 def _headers_through(server_url: str, device: str, key: str) -> dict[str, str]:
     """The webhook headers The Things Stack sends with device's uplinks: its downlinks go to server_url."""
@@ -272,7 +274,7 @@ def test_a_demo_stopped_with_ctrl_c_after_its_store_was_deleted_exits_at_once_sa
             [sys.executable, "-m", "tembo", "demo", "--collars", "5", "--port", str(free_port()),
              "--bridge-port", str(free_port())],
             cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1",
-                                   PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))),
+                                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))),
             stdout=out_file, stderr=err_file)
     store = tmp_path / "var" / "tembo.db"
     try:
@@ -460,3 +462,39 @@ def _start_again(server) -> None:
     if os.geteuid() == 0:
         command = ["runuser", "-u", "postgres", "--", *command]
     subprocess.run(command, check=True, capture_output=True, timeout=90)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="lora_bridge/durable_intake.py (another engineer's file) says bodies it could "
+                   "not apply 'wait in the journal for the next start' when the journal itself was deleted: they "
+                   "are gone with it, and the operator is told they are safe")
+def test_an_operator_stopping_a_durable_bridge_whose_journal_was_deleted_is_not_told_its_bodies_wait_in_it(
+        tmp_path, port):
+    store = tmp_path / "tembo.db"
+    stderr = tmp_path / "bridge.log"
+    env = dict(os.environ, TEMBO_WEBHOOK_SECRET=b.SECRET, TEMBO_WEBHOOK_ACK="durable", TEMBO_INTAKE_APPLIER="thread",
+               PYTHONUNBUFFERED="1")
+    with stderr.open("wb") as log_file:
+        bridge = subprocess.Popen([sys.executable, "-m", "tembo", "bridge", "--database-url", f"sqlite:///{store}",
+                                   "--port", str(port)], env=env, stderr=log_file, stdout=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(lambda: _answers(url), 60, "the bridge answers /healthz")
+        other = sqlite3.connect(str(store), timeout=1.0)
+        other.execute("BEGIN IMMEDIATE")  # the store held: the bodies wait in the journal, answered 202
+        answered = [_post(url, n) for n in range(3)]
+        for path in tmp_path.glob("tembo.db*"):
+            path.unlink()
+        other.rollback()
+        other.close()
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(timeout=60)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+            bridge.wait()
+
+    assert answered == [202] * 3
+    assert not (tmp_path / "tembo.db-intake").exists()
+    told = [line for line in stderr.read_text().splitlines() if "wait in the journal for the next start" in line]
+    assert told == [], "the journal was deleted: nothing waits in it"
