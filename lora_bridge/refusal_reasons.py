@@ -7,7 +7,7 @@ gateway with grpc-gateway's status JSON (`{"code": 5, "message": "Object does no
 older gateways with `{"error": ..., "message": ...}`; a proxy before either with text or HTML. The reason is
 the server's `message` (with TTS's `correlation_id`, which its operators ask for), else the text: escaped
 (a hostile server must not forge log lines with a newline or a terminal's control sequence) and cut to
-`REASON_CHARS`. Until 8 December the log said only `network server answered '…' (HTTP 403)`, and the operator
+`REASON_CHARS`. Until 7 December the log said only `network server answered '…' (HTTP 403)`, and the operator
 could not tell a wrong API key from a device the network does not know.
 """
 

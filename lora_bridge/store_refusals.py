@@ -3,7 +3,7 @@
 The store's probe (`Bridge.healthy`) reads SQLite, which a full disk or another program's write lock leaves
 readable: `/healthz` had answered 200 while every uplink was answered 503, and `/metrics` still says
 `tembo_store_up 1` then unless it asks here. An operator's alert on `/metrics` also needs to see the
-refusals themselves: until 8 December nothing in it moved while the network server was answered 503 (no
+refusals themselves: until 7 December nothing in it moved while the network server was answered 503 (no
 body kept, `tembo_uplinks_stored` flat, as on a quiet night), so a refusing bridge looked like a herd gone
 silent. The figures, read without the store (a scrape must answer while it refuses):
 - `tembo_webhook_refused_total`: bodies answered 503 since the bridge started (nothing kept: the network

@@ -13,7 +13,7 @@ open. It is logged once when first noticed (not at each refused commit: a flood 
 and when the bridge stops (`save_lost_files`, before its connections close) the bridge copies what it still
 reads of the file, every acknowledged uplink to the moment of the deletion, to a file beside the path
 (`tembo.db.saved-20261207T201930Z`) and says so in one error line, with how many writes were refused since
-(answered 503, never acknowledged: the network server sends them again). Until 8 December a Ctrl-C
+(answered 503, never acknowledged: the network server sends them again). Until 7 December a Ctrl-C
 after such a deletion stopped the demo with no word of it, and the acknowledged uplinks went with the file.
 """
 
