@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import bridge_builders as b
@@ -219,19 +221,31 @@ def _first_notices(stderr: Path) -> list[str]:
             and "opened_file" in line]
 
 
+@contextmanager
+def _tembo_bridge(store: Path, port: int, stderr: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`tembo bridge` on the SQLite store at store and 127.0.0.1:port (env: TEMBO_* settings on top), its log
+    in stderr; yielded once it answers /healthz, killed afterwards should it still run."""
+    environment = dict(os.environ, TEMBO_WEBHOOK_SECRET=b.SECRET, PYTHONUNBUFFERED="1", **env)
+    with stderr.open("wb") as log_file:
+        bridge = subprocess.Popen([sys.executable, "-m", "tembo", "bridge", "--database-url", f"sqlite:///{store}",
+                                   "--port", str(port)], env=environment, stderr=log_file, stdout=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: _answers(f"http://127.0.0.1:{port}"), 60, "the bridge answers /healthz")
+        yield bridge
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+            bridge.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_an_operator_stopping_the_bridge_after_its_store_file_was_deleted_gets_a_prompt_exit_and_its_uplinks_saved(
         tmp_path, port, stop_signal):
     store = tmp_path / "tembo.db"
     stderr = tmp_path / "bridge.log"
-    env = dict(os.environ, TEMBO_WEBHOOK_SECRET=b.SECRET, PYTHONUNBUFFERED="1")
-    with stderr.open("wb") as log_file:
-        bridge = subprocess.Popen([sys.executable, "-m", "tembo", "bridge", "--database-url", f"sqlite:///{store}",
-                                   "--port", str(port)], env=env, stderr=log_file, stdout=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_for(lambda: _answers(url), 60, "the bridge answers /healthz")
+    url = f"http://127.0.0.1:{port}"
+    with _tembo_bridge(store, port, stderr) as bridge:
         load = Load()
         post_all(url, range(40), load, clients=2)
         for path in tmp_path.glob("tembo.db*"):
@@ -242,10 +256,6 @@ def test_an_operator_stopping_the_bridge_after_its_store_file_was_deleted_gets_a
         bridge.send_signal(stop_signal)
         returncode = bridge.wait(timeout=30)
         stop_s = time.monotonic() - started
-    finally:
-        if bridge.poll() is None:
-            bridge.kill()
-            bridge.wait()
 
     (saved,) = tmp_path.glob("tembo.db.saved-*")
     expected_code = {signal.SIGTERM: 0, signal.SIGINT: 130}[stop_signal]  # a service manager's stop; Ctrl-C
@@ -472,27 +482,16 @@ def test_an_operator_stopping_a_durable_bridge_whose_journal_was_deleted_is_not_
         tmp_path, port):
     store = tmp_path / "tembo.db"
     stderr = tmp_path / "bridge.log"
-    env = dict(os.environ, TEMBO_WEBHOOK_SECRET=b.SECRET, TEMBO_WEBHOOK_ACK="durable", TEMBO_INTAKE_APPLIER="thread",
-               PYTHONUNBUFFERED="1")
-    with stderr.open("wb") as log_file:
-        bridge = subprocess.Popen([sys.executable, "-m", "tembo", "bridge", "--database-url", f"sqlite:///{store}",
-                                   "--port", str(port)], env=env, stderr=log_file, stdout=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_for(lambda: _answers(url), 60, "the bridge answers /healthz")
+    with _tembo_bridge(store, port, stderr, TEMBO_WEBHOOK_ACK="durable", TEMBO_INTAKE_APPLIER="thread") as bridge:
         other = sqlite3.connect(str(store), timeout=1.0)
         other.execute("BEGIN IMMEDIATE")  # the store held: the bodies wait in the journal, answered 202
-        answered = [_post(url, n) for n in range(3)]
+        answered = [_post(f"http://127.0.0.1:{port}", n) for n in range(3)]
         for path in tmp_path.glob("tembo.db*"):
             path.unlink()
         other.rollback()
         other.close()
         bridge.send_signal(signal.SIGTERM)
         bridge.wait(timeout=60)
-    finally:
-        if bridge.poll() is None:
-            bridge.kill()
-            bridge.wait()
 
     assert answered == [202] * 3
     assert not (tmp_path / "tembo.db-intake").exists()
