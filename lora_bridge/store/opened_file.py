@@ -102,12 +102,6 @@ def _notice(path: Path, why: str) -> bool:
         return False
 
 
-def lost_files() -> list[LostFile]:
-    """The files found gone under this process so far."""
-    with _lost_lock:
-        return [LostFile(lost.path, lost.why, lost.noticed_at, lost.refused, lost.said) for lost in _lost.values()]
-
-
 def save_lost_files(engine: Engine) -> list[Path]:
     """When the store file engine opened (or its durable intake's journal) was found gone: copy what the
     bridge still reads of the store to a file beside its path, and log one error line for each file saying
@@ -154,7 +148,8 @@ def _path_of(engine: Engine) -> Path | None:
 def _copy_open_store(engine: Engine, target: Path) -> None:
     """Copy the store engine holds open (its WAL with it: every commit) to target with SQLite's backup.
     OSError when no connection to it is left open (a new one would open an empty file at its path)."""
-    if engine.pool.checkedin() == 0:  # type: ignore[attr-defined]
+    pooled = getattr(engine.pool, "checkedin", None)  # a pool that keeps no connection has none to copy from
+    if pooled is None or pooled() == 0:
         raise OSError("no connection to it is left open")
     raw = engine.raw_connection()
     try:
