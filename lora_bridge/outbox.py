@@ -230,37 +230,29 @@ class Outbox:
     def _servers(self, downlink_ids: list[int]) -> dict[int, tuple[ServerKey, str]]:
         """downlink id -> the server (and key, `_server_of`) it goes to and its collar's device id, for those
         of downlink_ids still queued that have somewhere to go: read without the store's write lock, the
-        downlinks with their collars in one statement, each collar's route once."""
+        downlinks with their collars and their routes in one statement (a herd's acks: one read, not one a
+        collar)."""
         if not downlink_ids:
             return {}
         reachable: dict[int, tuple[ServerKey, str]] = {}
         with self.db.read() as session:
             rows = session.execute(
-                select(Downlink.id, Device)
+                select(Downlink.id, Device, DownlinkRoute)
                 .join(Device, Device.device_id == Downlink.device_id)
+                .outerjoin(DownlinkRoute, DownlinkRoute.device_id == Downlink.device_id)
                 .where(Downlink.id.in_(downlink_ids), Downlink.state == downlinks.STATE_QUEUED)
             ).all()
             targets: dict[str, DownlinkTarget] = {}
-            for downlink_id, device in rows:
+            for downlink_id, device, route in rows:
                 target = targets.get(device.device_id)
                 if target is None:
-                    target = targets[device.device_id] = self._target(session, device)
+                    target = targets[device.device_id] = _target_of(device, route)
                 if self.client.can_reach(target):
                     reachable[downlink_id] = (self._server_of(target), device.device_id)
         return reachable
 
     def _target(self, session: Any, device: Device) -> DownlinkTarget:
-        route = session.get(DownlinkRoute, device.device_id)
-        return DownlinkTarget(
-            device_id=device.device_id,
-            network=device.network,
-            application_id=device.application_id,
-            dev_eui=device.dev_eui,
-            label=device.label,
-            push_url=route.push_url if route else None,
-            replace_url=route.replace_url if route else None,
-            api_key=route.api_key if route else None,
-        )
+        return _target_of(device, session.get(DownlinkRoute, device.device_id))
 
     def _follow_cut_off(self, downlink_id: int, device_id: str, error: AnswerCutOff, lease_ends: float) -> None:
         """A command or setting whose push the network server had whole and never answered whole: it may wait
@@ -515,6 +507,20 @@ class Outbox:
         log.info("downlink route from TTS headers stored",
                  extra={"device_id": device_id, "application_id": ids[0], "device_label": ids[1]})
         return True
+
+
+def _target_of(device: Device, route: DownlinkRoute | None) -> DownlinkTarget:
+    """Where device's downlinks go: its network and ids, and the route TTS gave for it (None: none yet)."""
+    return DownlinkTarget(
+        device_id=device.device_id,
+        network=device.network,
+        application_id=device.application_id,
+        dev_eui=device.dev_eui,
+        label=device.label,
+        push_url=route.push_url if route else None,
+        replace_url=route.replace_url if route else None,
+        api_key=route.api_key if route else None,
+    )
 
 
 def _older_than_collars_newest(session: Any, device_id: str, raw_uplink_id: int | None) -> bool:

@@ -326,11 +326,13 @@ def ack_bytes(codec: Any, values: dict[str, Any]) -> bytes | None:
 def read_acks_ahead(session: Session, acks: set[tuple[str, bytes]]) -> None:
     """Read now, for the acks (collar, bytes) that a batch's collar alerts will queue, what each one's
     same-bytes read (`_same_bytes_read`) looks among, in one statement for all: a herd alerting at once
-    read its acks once, not once an alert. On SQLite only, where the batch holds the store's write lock:
-    no other writer changes these rows meanwhile, and every change of the batch's own is to these very
-    objects (the session's), or adds a row (`_note_added`); every state is read, each row's state judged
-    when its ack is queued. Elsewhere each ack reads for itself, as before."""
-    if not acks or session.get_bind().dialect.name != "sqlite":
+    read its acks once, not once an alert. Every change of the batch's own is to these very objects (the
+    session's), or adds a row (`_note_added`); every state is read, each row's state judged when its ack
+    is queued. No other batch queues these acks meanwhile: on SQLite the batch holds the store's write
+    lock, on PostgreSQL a collar's messages are applied by the one worker that owns it
+    (`collar_shares`). The outbox may move a row's state between this read and the ack, as it may between
+    an ack's own read and the batch's commit: the same race, the read older by part of a batch."""
+    if not acks:
         return
     collars, payloads = sorted({c for c, _ in acks}), sorted({p for _, p in acks})
     collar_count, payload_count = bulk.in_list_size(len(collars)), bulk.in_list_size(len(payloads))
