@@ -7,8 +7,10 @@ repeated change theirs. Loaded as mapped objects, each cost the ORM some nine Py
 columns' values (its instance, its state, its place in the identity map). Here they are read as result
 rows, whose attributes are the alert's columns by the same names (a row cannot be changed: a rule that
 set one would raise, its collar's rules rolled back and logged, not lose the change unseen), and a rule
-that changes an alert takes it mapped first (`mapped`): by its id, from the identity map or in one
-statement, so the unit of work writes it as before.
+that changes an alert takes it mapped first (`mapped`): from the identity map, or made from the row's
+own values as the ORM makes an object it loads, without reading it again (a still animal's immobility
+alert grows every batch: one statement a batch, a collar, saved), so the unit of work writes what the
+rule changed, and only that, as before.
 
 An alert this unit of work holds mapped already (a collar alert of the batch raised or repeated it) is
 taken as that object, as the ORM's read answers with the object it holds, with its changes not flushed.
@@ -19,9 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from lora_bridge.store import bulk
+from lora_bridge.store.row_values import new_row
 from lora_bridge.store.tables import Alert
 
 OpenAlert = Alert | Row[Any]  # an open alert as the rules hold it: a read row, or mapped once changed
@@ -42,10 +45,17 @@ def read_open(session: Session, statement: Any, params: dict[str, Any]) -> dict[
 
 
 def mapped(session: Session, alert: OpenAlert) -> Alert:
-    """alert as the mapped object a rule may change: itself when mapped, else loaded by its id."""
+    """alert as the mapped object a rule may change: itself when mapped, the object the session holds of
+    it, else one made from the row's values (what the store held when this transaction read it) and
+    attached to the session as a stored row: its changes are flushed as an update of those columns."""
     if isinstance(alert, Alert):
         return alert
-    found = session.get(Alert, alert.id)
-    if found is None:  # read in this transaction, so still there: anything else is a store out of step
-        raise LookupError(f"open alert {alert.id} of {alert.device_id} read but not found")
+    if (Alert, (alert.id,), None) in session.identity_map:  # mapped since it was read
+        found = session.get(Alert, alert.id)
+        if found is None:  # deleted in this unit of work: anything else is a store out of step
+            raise LookupError(f"open alert {alert.id} of {alert.device_id} read but not found")
+        return found
+    found = new_row(Alert, alert._asdict())
+    make_transient_to_detached(found)  # its values are what the store holds, with no change to flush
+    session.add(found)
     return found
