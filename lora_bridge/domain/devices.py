@@ -261,22 +261,27 @@ def _named_or_new(
     """`resolve_device`'s collar when none has the DevEUI: the one filed under label that is the same
     collar (`same_collar`), else a new one (added to the session and to created)."""
 
+    looked: dict[str, Device | None] = {}  # each name looked up once (a new collar's own name: one read, not two)
+
     def filed_under(name: str) -> Device | None:
-        return created.get(name) or (None if name in unstored_ids else session.get(Device, name))
+        if name not in looked:
+            looked[name] = created.get(name) or (None if name in unstored_ids else session.get(Device, name))
+        return looked[name]
 
     ids = {"dev_eui": dev_eui, "application_id": application_id, "network_scope": network_scope}
     device = named_collar(filed_under, label, **ids) if label else None
     if device is not None:
         return device
-    # Looked at again: another worker may have filed this collar under one of its names between
-    # our two looks (PostgreSQL): the same collar, not a second one.
+    # None of the names named_collar looked at holds this collar. Another worker filing it meanwhile
+    # (PostgreSQL) files it under the key given out below, so the insert of a second one fails and the
+    # batch goes the two-step way, which finds it.
     holders = name_holders(filed_under, label, application_id, network_scope) if label else {}
-    device = next((held for held in holders.values() if held is not None and same_collar(held, **ids)), None)
-    if device is not None:
-        return device
     key = new_collar_key(holders, label=label, dev_eui=dev_eui, network=network, application_id=application_id,
                          network_scope=network_scope)
-    device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0)
+    # made with what the message says of it (`resolve_device` then finds nothing to change): inserted so,
+    # not inserted then updated (PostgreSQL writes a new collar at once, below)
+    device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0, dev_eui=dev_eui,
+                    label=label, application_id=application_id, network_scope=network_scope, network=network)
     session.add(device)
     created[key] = device
     _flush_unless_keys_checked_at_commit(session)
