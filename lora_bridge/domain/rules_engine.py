@@ -375,13 +375,14 @@ def _read_tracks(
         bounds[device_id] = (cursor.position_time - lookback, cursor.position_id, lookback)
     if len(bounds) < 2:
         return None
-    latest = max(since for since, _, _ in bounds.values())
-    span = max(lookback for _, _, lookback in bounds.values())
+    # list comprehensions, not generators: a generator's every item is a call of its own (a batch's collars)
+    latest = max([since for since, _, _ in bounds.values()])
+    span = max([lookback for _, _, lookback in bounds.values()])
     taken = {device_id: b for device_id, b in bounds.items() if b[0] >= latest - span}
     if len(taken) < 2:
         return None
-    since = min(b[0] for b in taken.values())
-    newer_than = min(b[1] for b in taken.values())
+    since = min([b[0] for b in taken.values()])
+    newer_than = min([b[1] for b in taken.values()])
     size = bulk.in_list_size(len(taken))
     found = bulk.read_columns(session, _tracks_read(size), {
         **bulk.in_list_values("device", list(taken), size),

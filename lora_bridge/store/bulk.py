@@ -236,8 +236,11 @@ def newest_of_collar(session: Session, model: Any, device_id: str, columns: tupl
     for queued in queued_rows(session, model.__table__):
         time = as_utc(queued["time"])
         if queued["device_id"] == device_id and time not in rows:
-            rows[time] = (time, *(queued[name] for name in columns[1:]))
-    return sorted(rows.values(), key=lambda row: row[0], reverse=True)[:limit]
+            rows[time] = (time, *[queued[name] for name in columns[1:]])  # a list: not a call an item
+    return sorted(rows.values(), key=_FIRST, reverse=True)[:limit]
+
+
+_FIRST = itemgetter(0)  # a row's time, its first value: in C, not a call of a lambda a row
 
 
 def newest_of_wearer(session: Session, model: Any, device_id: str, animal_id: int, until: datetime,
