@@ -187,6 +187,7 @@ def resolve_device(
     created: dict[str, Device] = session.info.setdefault(CREATED, {})
     unstored_euis, unstored_ids = session.info.get(UNSTORED, ((), ()))
     held_eui = True
+    looked: dict[str, Device | None] = {}  # label's names looked up with the DevEUI (`_collar_and_names`)
     if dev_eui:
         device = known.get(dev_eui)
         # the collar's columns read once (`ColumnReads`), not through its mapped attributes at each use
@@ -196,12 +197,13 @@ def resolve_device(
             device = next((d for d in created.values() if d.dev_eui == dev_eui), None)
             if device is None and dev_eui not in unstored_euis:
                 with session.no_autoflush:  # collars created here are in `created`, changes of this batch in `known`
-                    device = collar_with_eui(session, dev_eui)
+                    device, looked = _collar_and_names(session, dev_eui, label, application_id, network_scope,
+                                                       created, unstored_ids)
                 # the store's DevEUI: the collar may hold another since, unflushed
                 held_eui = False
 
     if device is None:  # not known by its DevEUI (nearly every uplink is): by its names, else a new collar
-        device = _named_or_new(session, created, unstored_ids, dev_eui=dev_eui, label=label, network=network,
+        device = _named_or_new(session, created, unstored_ids, looked, dev_eui=dev_eui, label=label, network=network,
                                application_id=application_id, network_scope=network_scope, first_seen=first_seen)
         held_eui = False
     held, held_label, held_application, held_scope, held_network, held_first_seen, held_session, device_id = \
@@ -246,10 +248,32 @@ _RESOLVE_READS = ColumnReads("dev_eui", "label", "application_id", "network_scop
                              "session", "device_id")
 
 
+def _collar_and_names(session: Session, dev_eui: str, label: str | None, application_id: str | None,
+                      network_scope: str | None, created: dict[str, Device],
+                      unstored_ids: Any) -> tuple[Device | None, dict[str, Device | None]]:
+    """The collar with dev_eui (as `collar_with_eui` finds it), and the collar filed under each of label's
+    names (`collar_keys`) not made in this unit of work nor known to be unstored (None: no collar), in one
+    statement: a collar the batch's read did not find (on PostgreSQL, where another worker may have filed
+    it since) looked for once, not once by its DevEUI and once by its name."""
+    names = [key for key in collar_keys(label, application_id, network_scope)
+             if key not in created and key not in unstored_ids] if label else []
+    if not names:
+        return collar_with_eui(session, dev_eui), {}
+    holds_eui = Device.dev_eui == dev_eui
+    rows = session.execute(select(Device, holds_eui).where(holds_eui | Device.device_id.in_(names))
+                           .order_by(Device.device_id)).all()
+    looked: dict[str, Device | None] = dict.fromkeys(names)
+    for device, _ in rows:
+        if device.device_id in looked:
+            looked[device.device_id] = device
+    return next((device for device, by_eui in rows if by_eui), None), looked
+
+
 def _named_or_new(
     session: Session,
     created: dict[str, Device],
     unstored_ids: Any,
+    looked: dict[str, Device | None],
     *,
     dev_eui: str | None,
     label: str | None,
@@ -259,9 +283,8 @@ def _named_or_new(
     first_seen: datetime | None,
 ) -> Device:
     """`resolve_device`'s collar when none has the DevEUI: the one filed under label that is the same
-    collar (`same_collar`), else a new one (added to the session and to created)."""
-
-    looked: dict[str, Device | None] = {}  # each name looked up once (a new collar's own name: one read, not two)
+    collar (`same_collar`), else a new one (added to the session and to created). looked: the collars filed
+    under label's names as `_collar_and_names` found them, filled as the others are looked up (each once)."""
 
     def filed_under(name: str) -> Device | None:
         if name not in looked:
