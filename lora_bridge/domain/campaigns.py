@@ -72,6 +72,9 @@ NO_RESULT = "no result in"  # ... the reason starts so: a result it sends after 
 ABORTED = "campaign aborted"  # the reason of the collars an abort ended (`steer`)
 # the reason of a collar the abort reached before anything of its delivery was sent (`nothing_reached`)
 NOTHING_SENT = "campaign aborted before anything was sent to it"
+# the port-31 results of a collar refusing a fragmentation set-up outside its bounds (collar_firmware/update_install.py
+# `setup`): once a collar took its delivery's set-up, such an ack answers another set-up (`_may_answer`)
+SETUP_REFUSAL_RESULTS = ("malformed", "too_large")
 ACK_CLOCK_SLACK_S = 600  # how far a collar's clock may lag the bridge's when its ack is dated (`_may_answer`)
 SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
 # session.info: whether a campaign was running when this unit of work first asked (`any_running`)
@@ -631,14 +634,24 @@ def overdue(collar: CampaignCollar) -> bool:
         collar.reason == NO_ANSWER or collar.reason.startswith(NO_RESULT))
 
 
-def _may_answer(session: Session, collar: CampaignCollar, at: datetime | None) -> bool:
+def _refused_another_set_up(session: Session, collar: CampaignCollar, result: str) -> bool:
+    """True when an ack of result cannot be the outcome of collar's delivered session: a set-up's refusal
+    (SETUP_REFUSAL_RESULTS) after the collar took the delivery's set-up, which passed the collar's bounds."""
+    step = session.get(FuotaCollar, (collar.campaign_id, collar.device_id))
+    return step is not None and step.setup_answered and result in SETUP_REFUSAL_RESULTS
+
+
+def _may_answer(session: Session, collar: CampaignCollar, result: str, at: datetime | None) -> bool:
     """A port-31 ack names no update: it can be a delivered campaign's result only once the collar opened
     that campaign's fragmentation session (its FragSessionSetupAns came); before, it answers an older
-    update (a late ack from the collar's queue). In a campaign that only tracks, an ack dated (at, the
-    collar's clock) more than ACK_CLOCK_SLACK_S before the collar was released to it is an older one's."""
+    update (a late ack from the collar's queue). After, one of SETUP_REFUSAL_RESULTS answers a set-up that is
+    not the delivery's (a stray frame, another fleet's), which the collar refused: the delivery's passed the
+    collar's bounds when it took it (an image the collar refuses as too large is named by its status, which
+    settles the campaign). In a campaign that only tracks, an ack dated (at, the collar's clock) more than
+    ACK_CLOCK_SLACK_S before the collar was released to it is an older one's."""
     step = session.get(FuotaCollar, (collar.campaign_id, collar.device_id))
     if step is not None:
-        return step.setup_answered
+        return step.setup_answered and not _refused_another_set_up(session, collar, result)
     return at is None or collar.updated_at is None or \
         as_utc(at) >= as_utc(collar.updated_at) - timedelta(seconds=ACK_CLOCK_SLACK_S)
 
@@ -647,8 +660,9 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
                of_image: bool = False, at: datetime | None = None) -> list[int]:
     """A collar acknowledged an update on port 201 with result: update its active campaigns; return their ids.
     of_image: the result names the campaign's image (a status's kind and version); an ack does not, so it
-    settles a delivered campaign only once the collar opened that campaign's session, a tracked one when
-    it is not dated (at) before the collar was released to it (`_may_answer`).
+    settles a delivered campaign only once the collar opened that campaign's session (and then never with a
+    set-up's refusal), a tracked one when it is not dated (at) before the collar was released to it
+    (`_may_answer`).
     A result that comes after the delivery's time limits failed the collar (`overdue`: its ack or status
     was late, not missing) replaces that failure in the campaign it was failed in, whatever that
     campaign's state now: the collar did answer, and what it answered is what it runs. late_in: that
@@ -666,11 +680,12 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
     if not of_image:
         answering = []
         for collar, campaign in rows:
-            if _may_answer(session, collar, at):
+            if _may_answer(session, collar, result, at):
                 answering.append((collar, campaign))
             else:
-                log.info("device_id=%s ack %s before it took campaign_id=%d's update: an older update's",
-                         device_id, result, campaign.id, extra={"device_id": device_id, "campaign_id": campaign.id})
+                log.info("device_id=%s ack %s is not campaign_id=%d's update's: an older update's, or a refused set-up "
+                         "not its own", device_id, result, campaign.id,
+                         extra={"device_id": device_id, "campaign_id": campaign.id})
         rows = answering
     if not rows:
         late = session.execute(
@@ -680,7 +695,8 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
                    CampaignCollar.state.in_(("failed", UNKNOWN) if named else ("failed",)),
                    *([UpdateCampaign.id == late_in] if late_in is not None else []))
             .order_by(UpdateCampaign.id.desc()).limit(1)).first()
-        rows = [late] if late is not None and (overdue(late[0]) or late[0].state == UNKNOWN) else []
+        rows = [late] if late is not None and (overdue(late[0]) or late[0].state == UNKNOWN) \
+            and (of_image or not _refused_another_set_up(session, late[0], result)) else []
     for collar, campaign in rows:
         _settle(session, collar, campaign, result)
         touched.append(campaign.id)

@@ -680,6 +680,17 @@ def _refused_setup(session: Session, row: FuotaSession, device_id: str, status: 
                           detail=SETUP_BUSY_DETAIL if status & 2 else None)
 
 
+def _stray_setup_refused(session: Session, row: FuotaSession, device_id: str, status: int, heard_at: datetime) -> None:
+    """The collar refused a fragmentation set-up that is not the delivery's (it took the delivery's, or none was
+    sent it yet): a replayed frame, another fleet's campaign. Its step is untouched, said in the campaign's history;
+    a session the refusal ended is found by the status rounds (`_session_lost`)."""
+    bits = ", ".join(name for bit, name in SETUP_REFUSALS if status & bit) or f"status {status:#04x}"
+    log.warning("device_id=%s refused a fragmentation set-up that is not campaign_id=%d's: %s", device_id,
+                row.campaign_id, bits, extra={"device_id": device_id, "campaign_id": row.campaign_id})
+    campaigns.record_event(session, session.get(UpdateCampaign, row.campaign_id), "stray_setup_refused", device_id,
+                           time=heard_at, refused=bits)
+
+
 def _refused_group(session: Session, device_id: str, fields: dict[str, Any]) -> None:
     """A collar's McGroupSetupAns with IDerror for the group its open delivery set up: out of the group."""
     if fields.get("message") != "mc_group_setup_ans" or not int(fields.get("status") or 0) & multicast_groups.ERR_BIT \
@@ -1088,7 +1099,9 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
                                                                                  row.campaign_id):
             _replayed_setup(row, collar)
             return []
-        if status & SETUP_ERROR_BITS:  # the collar took no session: failed now, with the bits it gave
+        if status & SETUP_ERROR_BITS and (collar.setup_answered or collar.setup_queued_at is None):
+            _stray_setup_refused(session, row, device_id, status, heard_at)  # no set-up of the delivery's is out
+        elif status & SETUP_ERROR_BITS:  # the collar took no session: failed now, with the bits it gave
             collar.setup_answered = False
             _refused_setup(session, row, device_id, status)
         else:
@@ -1227,13 +1240,16 @@ def _matrix_full(session: Session, row: FuotaSession, device_id: str, missing: i
 def record_result(session: Session, device_id: str, result: str) -> None:
     """A collar's update outcome arrived (a port-31 ack, which names no update): a rebuilt image means its
     delivery is complete, for a delivery whose session the collar opened (before, the ack is an older
-    update's: the delivery goes on)."""
+    update's: the delivery goes on). A set-up's refusal (campaigns.SETUP_REFUSAL_RESULTS) answers a set-up
+    that is not the delivery's, which the collar took: the delivery goes on (a session the stray set-up ended
+    is found by the status rounds, `_session_lost`)."""
+    if result == "truncated" or result in campaigns.SETUP_REFUSAL_RESULTS:
+        return
     for collar in session.scalars(select(FuotaCollar).where(FuotaCollar.device_id == device_id,
                                                              FuotaCollar.complete.is_(False),
                                                              FuotaCollar.setup_answered.is_(True))):
-        if result != "truncated":
-            collar.complete = True
-            collar.missing = 0
+        collar.complete = True
+        collar.missing = 0
 
 
 def view(session: Session, campaign_id: int) -> dict[str, Any] | None:
