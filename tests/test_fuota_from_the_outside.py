@@ -117,7 +117,8 @@ def test_a_v2_collar_reset_by_its_watchdog_in_the_window_is_set_up_again_not_ref
     """A collar on TS004 v2.0.0 is reset by its watchdog while the window's fragments are on the air: its session is
     gone (its last SessionCnt stays in flash), it answers SessionDoesNotExist, and the bridge sets it up again by
     unicast. A v2.0.0 set-up with the campaign's SessionCnt again would be refused as a replay and fail the collar;
-    the bridge sets it up in v1.0.0 (no SessionCnt), which the collar takes, and it goes on as a straggler."""
+    the bridge sets it up in v2.0.0 again with a greater SessionCnt, which the collar takes, and it goes on as a
+    straggler (tests/test_fuota_v2_reset.py: until 7 December it was set up in v1.0.0, without its key ring)."""
     with v2_campaign(sqlite_url, tts, tmp_path, monkeypatch) as (bridge, reserve, campaign, _version):
         into_the_window(reserve, campaign)
         fleet = reserve.fleet
@@ -128,7 +129,7 @@ def test_a_v2_collar_reset_by_its_watchdog_in_the_window_is_set_up_again_not_ref
         after = bridge.campaign(campaign["id"])
     setups = [p["payload"] for p in tts.unicast if p["device"] == reset.device_id and p["f_port"] == 201
               and p["payload"][0] == codec.tag_of("frag_session_setup")]
-    assert [len(p) for p in setups] == [17, 11], "v2.0.0's set-up for the window, v1.0.0's after the reset"
+    assert [len(p) for p in setups] == [17, 17], "v2.0.0's set-up for the window, and again after the reset"
     answers = [m["status"] & 0x3F for d, m in reserve.heard if d == reset.device_id
                and m["message"] == "frag_session_setup_ans"]
     assert answers == [0, 0], "both taken: no replay refused"

@@ -55,7 +55,7 @@ from sqlalchemy.orm import Session
 
 from collar_firmware import codec as wire
 from collar_firmware.scheduler import airtime_us
-from lora_bridge import queries
+from lora_bridge import fuota_session_counts, queries
 from lora_bridge.domain import (
     campaigns,
     collar_packages,
@@ -67,6 +67,7 @@ from lora_bridge.domain import (
 from lora_bridge.network_server import origin_of
 from lora_bridge.store.tables import (
     CampaignCollar,
+    CampaignEvent,
     CollarMulticastGroup,
     Device,
     Downlink,
@@ -106,6 +107,7 @@ MC_GROUP_BIT_MASK = 1 << MC_GROUP  # TS004 FragSession's McGroupBitMask: the del
 SETUP_ERROR_BITS = 0x3F  # FragSessionSetupAns below its FragIndex (bits 7..6): any set is a refusal
 SETUP_ENCODING_UNSUPPORTED = 0x01  # ... bit 0 alone: what a collar without a crypto engine answers a v2.0.0 set-up
 SETUP_SESSION_CNT_REPLAY = 0x10  # ... bit 4 alone: a v2.0.0 set-up whose SessionCnt is not above the last it took
+SET_UP_V1_EVENT = "collar_setup_v1"  # the history's word for a collar set up in v1.0.0 after refusing v2.0.0's
 
 SETUP = "setup"
 WINDOW = "window"
@@ -329,7 +331,7 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
     queued = asked
     if row.state != SETUP:  # a collar that rejoined since the window opened: a new session by unicast
         for collar in [c for c in released if c.unicast_reason is not None]:
-            queued += _set_up_rejoined(session, codec, row, collar, now)
+            queued += _set_up_rejoined(session, codec, row, collar, now, group_keys)
         released = [c for c in released if c.unicast_reason is None]
         if not released:
             return queued
@@ -400,9 +402,9 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
     """Queue the collar's TS004 FragSessionSetupReq, its FragSession byte laid out as the firmware the
     collar last reported reads it (updates/setup_layouts.py); a collar set up in another layout than
     TS004's has its campaign's history say which and why. A collar whose firmware speaks TS004 v2.0.0 and whose
-    root key the key file (ring) holds gets v2.0.0's set-up (the codec's v2.0.0 row): SessionCnt, the image's MIC,
-    AckReception (updates/frag_v2.py); any other collar (and one given no ring) v1.0.0's. Returns the set-up's
-    downlink."""
+    root key the key file (ring) holds gets v2.0.0's set-up (the codec's v2.0.0 row): SessionCnt (above any the
+    collar was given before, `fuota_session_counts`), the image's MIC, AckReception (updates/frag_v2.py); any other
+    collar (and one given no ring) v1.0.0's. Returns the set-up's downlink."""
     device = session.get(Device, device_id)
     fw_version, dev_eui = (device.fw_version, device.dev_eui) if device is not None else (None, None)
     layout = setup_layouts.layout_for(fw_version)
@@ -413,8 +415,8 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
     heard = collar_packages.announced(session, device_id).get(collar_packages.FRAGMENTS.port)
     answer = None if heard is None else (heard.package_id, heard.package_version)
     if frag_v2.set_up_in_v2(answer, fw_version) and ring is not None and ring.knows(dev_eui):
-        values = frag_v2.setup_values(ring, dev_eui or "", {**values, "frag_index": SESSION_INDEX}, row.campaign_id,
-                                      row.image)
+        values = frag_v2.setup_values(ring, dev_eui or "", {**values, "frag_index": SESSION_INDEX},
+                                      fuota_session_counts.next_count(session, device_id, row.campaign_id), row.image)
         version = frag_package.V2
         log.info("frag_session_setup in TS004 v2.0.0 for device_id=%s (fw_version=%s) session_cnt=%d campaign_id=%d",
                  device_id, fw_version, values["session_cnt"], row.campaign_id,
@@ -435,15 +437,29 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
     return queued
 
 
-def _set_up_rejoined(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar, now: datetime) -> int:
-    """A collar that rejoined after the delivery's window opened (`apply_rejoin`): a new TS004
-    fragmentation session by unicast, and unicast fragments once it accepts it (a new Class C window
-    for one collar would hold the group's window for the others); return how many frames were queued."""
-    _queue_frag_setup(session, codec, row, collar.device_id, session.get(UpdateCampaign, row.campaign_id), now)
+def _set_up_rejoined(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar, now: datetime,
+                     ring: multicast_keys.CollarKeyRing | None = None) -> int:
+    """A collar that rejoined or lost its session after the delivery's window opened (`apply_rejoin`,
+    `_session_lost`): a new TS004 fragmentation session by unicast, and unicast fragments once it accepts it (a
+    new Class C window for one collar would hold the group's window for the others); return how many frames were
+    queued. The collar's own word decides its version, as for its first set-up: v2.0.0 with its key ring (ring)
+    when it announced v2.0.0, unless it refused v2.0.0's set-up in this delivery (`_set_up_v1_instead`)."""
+    campaign = session.get(UpdateCampaign, row.campaign_id)
+    if ring is not None and _refused_v2(session, row, collar.device_id):
+        ring = None
+    _queue_frag_setup(session, codec, row, collar.device_id, campaign, now, ring)
     collar.setup_queued_at = now
     log.info("fragmentation session set up again by unicast device_id=%s campaign_id=%d", collar.device_id,
              row.campaign_id, extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
     return 1
+
+
+def _refused_v2(session: Session, row: FuotaSession, device_id: str) -> bool:
+    """True when the collar refused TS004 v2.0.0's set-up in this delivery (EncodingUnsupported: no crypto engine),
+    which its campaign's history keeps (`_set_up_v1_instead`)."""
+    return session.scalar(select(CampaignEvent.id).where(
+        CampaignEvent.campaign_id == row.campaign_id, CampaignEvent.device_id == device_id,
+        CampaignEvent.event == SET_UP_V1_EVENT).limit(1)) is not None
 
 
 def apply_rejoin(session: Session, device_id: str, at: datetime) -> None:
@@ -1157,7 +1173,7 @@ def _set_up_v1_instead(session: Session, codec: Any, row: FuotaSession, collar: 
     log.warning("TS004 v2.0.0 set-up refused (EncodingUnsupported: no crypto engine) device_id=%s campaign_id=%d: "
                 "set up again in v1.0.0", device_id, row.campaign_id,
                 extra={"device_id": device_id, "campaign_id": row.campaign_id})
-    campaigns.record_event(session, campaign, "collar_setup_v1", device_id, time=now,
+    campaigns.record_event(session, campaign, SET_UP_V1_EVENT, device_id, time=now,
                            why="the collar refused TS004 v2.0.0's set-up (EncodingUnsupported): its radio has no "
                                "crypto engine to check the image's MIC")
     return _queue_frag_setup(session, codec, row, device_id, campaign, now)
@@ -1166,8 +1182,8 @@ def _set_up_v1_instead(session: Session, codec: Any, row: FuotaSession, collar: 
 def _replayed_setup(row: FuotaSession, collar: FuotaCollar) -> None:
     """The collar answered SessionCntReplay to the delivery's TS004 v2.0.0 set-up: the network server handed it a copy
     of the set-up (the outbox pushed it again after a push answered too late, or a kill before it was marked sent),
-    and the SessionCnt it already took is this set-up's (the campaign's, `_queue_frag_setup`; later set-ups of the
-    delivery go in v1.0.0, without one). As TS004 v2.0.0 has it, the collar keeps the session it took: it holds this
+    and the SessionCnt it already took is this set-up's (each set-up of the collar has a greater one,
+    `fuota_session_counts`). As TS004 v2.0.0 has it, the collar keeps the session it took: it holds this
     one. When its answer to the first copy was lost, the status round still checks: a collar that holds no session
     answers SessionDoesNotExist and is set up again (`_session_lost`)."""
     echo = "the echo of the set-up it took" if collar.setup_answered else "its answer to the first copy unheard"

@@ -12,7 +12,8 @@ DataBlockIntKey, `multicast_keys.CollarKeyRing.block_mic`); any other collar get
 The MIC's input, as the collar computes it (collar_firmware/update_install.py, Cmac and MicCheck):
     B0  = 0x49 | SessionCnt (u16) | FragIndex (u8) | Descriptor (u32) | 0 (u32) | block size (u32), little-endian
     MIC = AES-CMAC(DataBlockIntKey, B0 | block)[0:4]
-SessionCnt is the campaign's id (mod 2**16): it grows from one delivery to the next, as v2.0.0 asks.
+SessionCnt is the campaign's id (mod 2**16): it grows from one delivery to the next, as v2.0.0 asks; a collar set up
+again in the same delivery (a reset, a rejoin) gets one above the last it was given (lora_bridge/fuota_session_counts.py).
 """
 
 from __future__ import annotations
