@@ -54,6 +54,53 @@ def progress_frame(campaign: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+UPDATES_READY_ID = "tembo-updates-ready"  # the page's DOM marker, written once it shows everything (`markers.ready`)
+# a campaign's collar states, in the order a technician looks at them: what went wrong or is under way first
+STATE_ORDER = ("failed", "unknown", "sending", "gated", "waiting", "skipped", "updated", "current")
+ALL_COLLARS = "all"
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:"})
+
+
+def plain(text: str) -> str:
+    """Return text as markdown that shows it as it is (a reason may hold `_`, `*`, `:` or a network server's JSON)."""
+    return text.translate(_MARKDOWN)
+
+
+def collar_choices(campaign: dict) -> list[str]:
+    """Return the choices of which collars to list, "failed (25)" first, then the other states a campaign's collars
+    are in (STATE_ORDER), then "all (200)"."""
+    counts = campaign["counts"]
+    states = sorted(counts, key=lambda s: (STATE_ORDER.index(s) if s in STATE_ORDER else len(STATE_ORDER), s))
+    return [f"{s} ({counts[s]})" for s in states] + [f"{ALL_COLLARS} ({sum(counts.values())})"]
+
+
+def collar_lines(campaign: dict, choice: str) -> list[str]:
+    """Return one markdown line per collar of the choice (`collar_choices`): its name, stage and state, the reason
+    whole, and with a delivery what it still misses, the loss it showed, the unicast it got and why: read on a phone
+    as on a desk, nothing cut off."""
+    state = choice.rsplit(" (", 1)[0]
+    delivered = (campaign.get("delivery") or {}).get("collars", {})
+    lines = []
+    for c in campaign["collars"]:
+        if state != ALL_COLLARS and c["state"] != state:
+            continue
+        parts = [f"**{plain(c['device_id'])}** · {c['stage']} · {c['state']}" + (
+            f": {plain(c['reason'])}" if c["reason"] else "")]
+        d = delivered.get(c["device_id"], {})
+        if d.get("missing"):
+            parts.append(f"{d['missing']} fragments missing")
+        if d.get("loss") is not None:
+            parts.append(f"loss {d['loss']:.0%}")
+        if d.get("unicast_sent"):
+            parts.append(f"{d['unicast_sent']} by unicast")
+        if d.get("unicast_reason"):
+            parts.append(f"unicast because {plain(d['unicast_reason'])}")
+        if packages_cell(d):
+            parts.append(f"packages: {plain(packages_cell(d))}")
+        lines.append(" · ".join(parts))
+    return lines
+
+
 def packages_cell(delivered: dict) -> str:
     """Return the FUOTA package versions a collar announced ("TS004 v2, TS005 v1"; one the bridge does not speak
     with its problem), "asked" while its answer is awaited, or "" when it was never asked."""

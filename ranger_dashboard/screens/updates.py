@@ -10,10 +10,13 @@ import pandas as pd
 import streamlit as st
 
 from lora_bridge.access import roles as access
-from ranger_dashboard import config, data, roles
+from ranger_dashboard import config, data, markers, roles
 from ranger_dashboard.update_tables import (
     ALL_SPECIES,
     TRACKED_ONLY,
+    UPDATES_READY_ID,
+    collar_choices,
+    collar_lines,
     delivery_line,
     network_group_line,
     pause_line,
@@ -39,7 +42,8 @@ campaigns = bridge.campaigns()
 if not campaigns:
     st.info("No update campaign yet.")
 for campaign in campaigns:
-    with st.expander(summary(campaign), expanded=campaign["state"] in ("canary", "rolling", "stopped")):
+    # open while it runs or waits for the technician (paused, stopped): its steps are inside
+    with st.expander(summary(campaign), expanded=campaign["state"] in ("canary", "rolling", "paused", "stopped")):
         st.caption(f"canaries {campaign['canary_pct']} %, stop above {campaign['max_canary_failures_pct']} % "
                    f"failed canaries; gates: battery ≥ {campaign['min_battery_mv']} mV, "
                    f"RSSI ≥ {campaign['min_rssi_dbm']:g} dBm, spreading factor ≤ "
@@ -52,7 +56,12 @@ for campaign in campaigns:
                 st.caption(network_group_line(campaign["delivery"]))
         else:
             st.caption(TRACKED_ONLY)
-        st.dataframe(progress_frame(campaign), hide_index=True)
+        # each collar a line that wraps, the reason whole: a phone shows it without scrolling sideways (a grid
+        # cuts the reason at its column's edge); failed collars first, the table still a tick away on a desk
+        shown = st.selectbox("Collars", collar_choices(campaign), key=f"collars-{campaign['id']}")
+        st.markdown("\n".join(f"- {line}" for line in collar_lines(campaign, shown)))
+        if st.checkbox("As a table", key=f"table-{campaign['id']}"):
+            st.dataframe(progress_frame(campaign), hide_index=True)
         if may_steer and campaign["steps"]:  # only the steps its state allows (none once it is done or aborted)
             columns = st.columns(len(campaign["steps"]))
             for column, action in zip(columns, campaign["steps"], strict=True):
@@ -96,3 +105,5 @@ if may_steer:
                     st.rerun()
 else:
     st.caption("Starting and steering campaigns is for field technicians.")
+# the page is whole: each campaign as it was read ("3:paused 2:done"), which the browser stories wait for
+markers.ready(UPDATES_READY_ID, campaigns=" ".join(f"{c['id']}:{c['state']}" for c in campaigns))
