@@ -5,19 +5,17 @@ resumes and aborts it, with nothing cut off and nothing to scroll sideways for.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import bridge_builders as b
 import pytest
 from browser_helpers import PHONE_AGENT, running_dashboard, seeded_sqlite, sign_in
 from fuota_twin import KEY
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import select
+from test_dashboard_browser import chromium  # noqa: F401 (one Chromium for the module's stories)
 from test_updates_field_technician import shipped_model_image
 
 from lora_bridge.service import open_bridge
 from lora_bridge.store.tables import CampaignCollar
-from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 from ranger_dashboard.update_tables import UPDATES_READY_ID
 from tembo.local_services import free_port
 
@@ -34,16 +32,6 @@ REASONS = {
     "unknown": ("campaign aborted",),
 }
 STATES = ("updated", "failed", "sending", "waiting", "gated", "skipped", "current", "unknown")
-
-
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def collars_in_every_state(store_url: str, campaign_name: str) -> dict[str, str]:
@@ -76,7 +64,7 @@ def nothing_runs_off_the_right_edge(page: Page) -> None:
 
 @pytest.mark.browser
 def test_field_technician_on_a_phone_starts_reads_and_steers_a_campaign_of_200_collars(
-        chromium, sqlite_url, tmp_path, monkeypatch):
+        chromium, sqlite_url, tmp_path, monkeypatch):  # noqa: F811
     """On the Updates page of a 390 x 844 phone the technician starts the retrained model's campaign (its signed
     image picked from the phone), and once its collars have come through every state reads each failed collar and
     its whole reason (the per-collar grid cut them at its column's edge: "FEC matrix full: 37 f", and scrolled
