@@ -591,7 +591,7 @@ def test_operator_reads_the_http_status_and_the_network_servers_reason_of_a_refu
         store_url, network, caplog, status):
     # A push the network server refuses, through the outbox: the line says the HTTP status, which tells the
     # operator a 429 (wait) from a 404 (the collar is gone from the application) and a 503 (the server is
-    # down), and the server's own reason (escaped and bounded: tests/test_bridge_faults_ops61.py), which
+    # down), and the server's own reason (escaped and bounded: tests/test_bridge_faults_operations.py), which
     # tells a wrong API key from a device the network does not know.
     if status == 404:
         network.deleted.add("collar-01")
