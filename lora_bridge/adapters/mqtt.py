@@ -45,6 +45,7 @@ from lora_bridge.adapters.mqtt_hand_in import (
     bridge_of,
 )
 from lora_bridge.adapters.mqtt_metrics import AckWaits
+from lora_bridge.adapters.retained_copies import RetainedCopies
 from lora_bridge.errors import (
     BrokerUnusable,
     StoreUnavailable,
@@ -90,6 +91,8 @@ LOGIN_REFUSED_CODES = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
 SHORT_SESSION_S = 10.0
 SESSIONS_TAKEN_OVER = 3
 SESSION_TAKEN_OVER = 0x8E  # the DISCONNECT reason a broker that says why gives
+# A message in flight: [mid, qos, done, arrived (monotonic), retained (it came with the retain flag)].
+RETAINED = 4
 
 
 @dataclass(frozen=True)
@@ -219,13 +222,15 @@ class MqttIngest:
         self.ack_waits = AckWaits()  # from a message's arrival to its PUBACK (`/metrics`, the bench)
         self.threads = max(1, threads)
         bridge = bridge_of(ingest)
+        # A bridge's store is asked which retained messages it holds already (`retained_copies`).
+        self._retained = RetainedCopies(bridge) if bridge is not None else None
         if bridge is not None:
             self._writer: BridgeBatches | OneByOne = BridgeBatches(bridge, share)
             self._hand_in: BatchHandIn | HandInThreads = BatchHandIn(self._hand_in_all, "tembo-mqtt", self._writer.most)
         else:
             self._writer = OneByOne(self.ingest)
             self._hand_in = HandInThreads(self._hand_in_one, self.threads, "tembo-mqtt")
-        self._in_flight: deque[list[Any]] = deque()  # [mid, qos, done, arrived (monotonic)] in arrival order
+        self._in_flight: deque[list[Any]] = deque()  # messages in flight (see RETAINED) in arrival order
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -235,6 +240,11 @@ class MqttIngest:
         self._subscribed_at: float | None = None
         self._short_sessions = 0
         self.client = self._build_client()
+
+    @property
+    def retained_not_filed(self) -> int:
+        """Messages that came with the retain flag, acknowledged without a raw copy: the store held them."""
+        return self._retained.not_filed if self._retained is not None else 0
 
     def __repr__(self) -> str:
         return f"MqttIngest(broker={self.broker!r}, topics={self.topics!r}, client_id={self.client_id!r})"
@@ -370,7 +380,7 @@ class MqttIngest:
             log.info("MQTT message left to the broker: the worker is stopping", extra={"topic": message.topic[:200]})
             return
         self.received += 1
-        entry = [message.mid, message.qos, False, time.monotonic()]
+        entry = [message.mid, message.qos, False, time.monotonic(), message.retain]
         with self._lock:
             self._in_flight.append(entry)
         routed = route(message.topic)
@@ -403,7 +413,9 @@ class MqttIngest:
 
     def _hand_in_all(self, messages: list[InHand]) -> None:
         """Hand messages in together and acknowledge each once durable or kept, in arrival order; those
-        the store could not take are tried again, together, until it takes them (or the worker stops)."""
+        the store could not take are tried again, together, until it takes them (or the worker stops).
+        A retained message whose body the store holds already is acknowledged without a copy."""
+        messages = self._without_retained_copies(messages)
         attempt = 0
         while messages:
             again: list[tuple[InHand, BaseException]] = []
@@ -435,6 +447,24 @@ class MqttIngest:
             if self._stopping.wait(delay):
                 return
             messages = [message for message, _ in again]
+
+    def _without_retained_copies(self, messages: list[InHand]) -> list[InHand]:
+        """messages less those that came with the retain flag and whose body the store holds already as
+        that collar's uplink, which are acknowledged (`retained_copies`); non-retained ones are all kept."""
+        retained = [message for message in messages if message.entry[RETAINED]]
+        if not retained or self._retained is None:
+            return messages
+        copies = []
+        for message, held in zip(retained, self._retained.held(retained), strict=True):
+            if held is not None:
+                copies.append(message)
+                log.debug("retained MQTT uplink held already, acknowledged without a copy device=%s f_cnt=%s",
+                          label(held[0]), held[1], extra={**_context(message.routed), "f_cnt": held[1]})
+        if not copies:
+            return messages
+        self._done_all([message.entry for message in copies])
+        acknowledged = {id(message) for message in copies}
+        return [message for message in messages if id(message) not in acknowledged]
 
     def _kept(self, routed: Routed, body: bytes, error: BaseException) -> BaseException | None:
         """None once body, whose ingest raised error (not StoreUnavailable), is kept by `keep`; else
@@ -475,7 +505,7 @@ class MqttIngest:
             for entry in entries:
                 entry[2] = True
             while self._in_flight and self._in_flight[0][2]:
-                mid, qos, _, arrived = self._in_flight.popleft()
+                mid, qos, _, arrived, _ = self._in_flight.popleft()
                 if qos > 0:
                     self.client.ack(mid, qos)
                 self.acknowledged += 1

@@ -83,6 +83,9 @@ class MqttCollector:
                                         "MQTT messages kept as dead letters (then acknowledged)", labels=label),
             "ignored": CounterMetricFamily("tembo_mqtt_messages_ignored",
                                            "MQTT messages on topics the bridge does not ingest", labels=label),
+            "retained_not_filed": CounterMetricFamily(
+                "tembo_mqtt_retained_copies", "MQTT messages with the retain flag whose body the store held already"
+                " (acknowledged without a raw copy)", labels=label),
         }
         connected = GaugeMetricFamily("tembo_mqtt_connected", "1 while the worker holds its broker session",
                                       labels=label)
