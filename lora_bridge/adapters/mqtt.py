@@ -338,7 +338,11 @@ class MqttIngest:
             return
         # Subscribing again is harmless when the broker kept the session, and needed when it did not.
         # Connected counts from the broker's SUBACK: a message published before it has no subscriber.
-        client.subscribe([(topic, QOS) for topic in self.topics])
+        # Retained messages with a new subscription only (MQTT 5 retain handling 1): a subscription the broker
+        # kept does not bring every topic's retained uplink again at each reconnect. Those that still come (a
+        # session the broker lost, a redelivery) are acknowledged without a copy (`retained_copies`).
+        options = mqtt.SubscribeOptions(qos=QOS, retainHandling=mqtt.SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe([(topic, options) for topic in self.topics])
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reason_codes: Any, _props: Any) -> None:
         refused = [code for code in reason_codes if code.is_failure]
