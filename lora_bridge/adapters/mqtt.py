@@ -17,6 +17,9 @@ Several workers split the load with MQTT 5 shared subscriptions (`$share/{group}
 gives each message to one member of the group. Each worker keeps a session of its own (stable client
 id, session expiry) so that messages in flight when it drops come back to it on reconnect; paho
 reconnects by itself and `on_connect` subscribes again.
+
+A message that comes with the retain flag (a publisher that retains uplinks) and whose body the store
+holds already as that collar's uplink is acknowledged without a raw copy (`retained_copies`).
 """
 
 from __future__ import annotations
