@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 class InHand(NamedTuple):
     """One MQTT message the worker holds until it is acknowledged: where its topic routes it (a
-    `mqtt.Routed`), its body and content type, and its place in the PUBACK order ([mid, qos, done])."""
+    `mqtt.Routed`), its body and content type, and its place in the PUBACK order (the in-flight entry `mqtt.RETAINED` describes)."""
 
     routed: Any
     body: bytes
