@@ -16,7 +16,7 @@ from sqlalchemy import event, text
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.api import create_app
-from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url, route
+from lora_bridge.adapters.mqtt import MqttIngest, in_flight, parse_broker_url, route
 from lora_bridge.collar_shares import CollarShare
 from lora_bridge.errors import LEFT_OUT, StoreUnavailable
 from lora_bridge.group_commit import Submission, write_and_settle
@@ -84,7 +84,7 @@ def test_operators_dead_letter_line_names_the_collar_and_frame_counter_of_a_body
 
         worker = MqttIngest(ingest_with_a_bug, parse_broker_url("mqtt://127.0.0.1:1"), keep=bridge.keep_failed)
         with caplog.at_level(logging.INFO, logger="lora_bridge"):
-            worker._ingest(routed, body, [1, 0, False])
+            worker._ingest(routed, body, in_flight(1, 0))
         (letter,) = bridge.dead_letters()
 
     assert worker.kept == 1 and "KeyError('rx_metadata')" in letter.reason
@@ -195,7 +195,7 @@ def test_mqtt_message_the_store_refuses_is_logged_with_its_traceback_but_not_the
         worker = MqttIngest(store_the_fix, parse_broker_url("mqtt://127.0.0.1:1"), keep=bridge.keep_failed)
         nowhere = MqttIngest(store_the_fix, parse_broker_url("mqtt://127.0.0.1:1"))
         with caplog.at_level(logging.INFO, logger="lora_bridge"):
-            worker._ingest(routed, body, [1, 0, False])
+            worker._ingest(routed, body, in_flight(1, 0))
             try:
                 store_the_fix("tts", "location/solved", body)
             except Exception as error:  # noqa: BLE001 - the same refusal, for a worker with nowhere to keep it
@@ -427,8 +427,8 @@ def test_an_mqtt_message_a_readers_bug_trips_on_is_kept_and_acknowledged_without
         read_first = MqttIngest(read_network_message, parse_broker_url("mqtt://127.0.0.1:1"), keep=bridge.keep_failed)
         applied = MqttIngest(bridge.ingest_network_message, parse_broker_url("mqtt://127.0.0.1:1"))
         with caplog.at_level(logging.INFO, logger="lora_bridge"):
-            read_first._ingest(routed, _located_as_text(), [1, 0, False])
-            applied._ingest(routed, _located_as_text(), [2, 0, False])
+            read_first._ingest(routed, _located_as_text(), in_flight(1, 0))
+            applied._ingest(routed, _located_as_text(), in_flight(2, 0))
         letters = bridge.dead_letters()
 
     assert read_first.kept == 1 and len(letters) == 2
@@ -540,7 +540,7 @@ def test_operators_dead_letter_line_names_the_collar_a_message_of_any_kind_names
     with b.fresh_bridge(store_url, outbox_worker=False) as bridge, caplog.at_level(logging.INFO, logger="lora_bridge"):
         if how == "mqtt":
             MqttIngest(bridge.ingest_network_message, parse_broker_url("mqtt://127.0.0.1:1"))._ingest(
-                route(where), body, [1, 0, False])
+                route(where), body, in_flight(1, 0))
         else:
             with TestClient(create_app(bridge)) as client:
                 assert client.post(where, content=body, headers=b.HEADERS).status_code == 200
@@ -576,7 +576,7 @@ def test_an_mqtt_location_solved_kept_after_a_bug_names_the_collar_of_its_topic_
 
         worker = MqttIngest(ingest_with_a_bug, parse_broker_url("mqtt://127.0.0.1:1"), keep=bridge.keep_failed)
         with caplog.at_level(logging.INFO, logger="lora_bridge"):
-            worker._ingest(routed, _documented(nf.TTS["location_solved"]), [1, 0, False])
+            worker._ingest(routed, _documented(nf.TTS["location_solved"]), in_flight(1, 0))
 
     assert worker.kept == 1
     line = _dead_letter_line(caplog)

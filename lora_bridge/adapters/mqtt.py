@@ -98,6 +98,11 @@ SESSION_TAKEN_OVER = 0x8E  # the DISCONNECT reason a broker that says why gives
 RETAINED = 4
 
 
+def in_flight(mid: int, qos: int, retained: bool = False) -> list[Any]:
+    """The in-flight entry of a message just arrived (see RETAINED): not done yet, arrived now."""
+    return [mid, qos, False, time.monotonic(), retained]
+
+
 @dataclass(frozen=True)
 class Routed:
     """Where a topic's message goes: network, the kind as the network names it, ids from the topic."""
@@ -387,7 +392,7 @@ class MqttIngest:
             log.info("MQTT message left to the broker: the worker is stopping", extra={"topic": message.topic[:200]})
             return
         self.received += 1
-        entry = [message.mid, message.qos, False, time.monotonic(), message.retain]
+        entry = in_flight(message.mid, message.qos, message.retain)
         with self._lock:
             self._in_flight.append(entry)
         routed = route(message.topic)
