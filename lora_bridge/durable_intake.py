@@ -44,7 +44,13 @@ from lora_bridge.domain import devices
 from lora_bridge.errors import MalformedUplink, StoreUnavailable, log_failure
 from lora_bridge.group_commit import Submission, write_and_settle
 from lora_bridge.intake_applier import ApplierProcess
-from lora_bridge.intake_journal import IntakeJournal, already_stored, hold_lock
+from lora_bridge.intake_journal import (
+    IntakeJournal,
+    already_stored,
+    hold_lock,
+    save_if_deleted,
+    where_refused_wait,
+)
 from lora_bridge.network_messages import KIND_UNKNOWN, event_name_of, read_network_message
 from lora_bridge.store import write_lock
 from lora_bridge.store.tables import Device, RawUplink
@@ -214,6 +220,7 @@ class DurableIntake:
             self._applier.join(timeout=timeout_s)
             applier_done = not self._applier.is_alive()
         if self.journal is not None and applier_done:
+            save_if_deleted(self.journal)  # what it holds open of a deleted journal, for the next start
             self.journal.close()
             if self._applier_lock_fd is not None:
                 os.close(self._applier_lock_fd)
@@ -557,8 +564,7 @@ class DurableIntake:
         assert self.journal is not None
         stored, refused = apply_entries(self.bridge, self.journal, taken)
         if refused and self._stopping:
-            log.warning("%d kept bodies not taken by the store; they wait in the journal for the next start",
-                        len(refused))
+            log.warning("%d kept bodies not taken by the store; %s", len(refused), where_refused_wait(self.journal))
         elif refused:
             log.warning("%d kept bodies not taken by the store now; tried again in %.0f s", len(refused), RETRY_S)
             with self._changed:

@@ -442,6 +442,7 @@ def _apply_journal(bridge: Any, journal: Any, link: ParentLink, release: Journal
     entries let go by release once the store's commit is on disk; entries the store could not take are
     tried again RETRY_S later."""
     from lora_bridge.durable_intake import MAX_APPLY, RETRY_S, apply_entries, left_in_journal
+    from lora_bridge.intake_journal import where_refused_wait
 
     # What the journal holds now: an applier killed after the journal's delete and before its report
     # applied entries the webhook process still counts as waiting.
@@ -483,8 +484,7 @@ def _apply_journal(bridge: Any, journal: Any, link: ParentLink, release: Journal
             return 0
         if refused:
             if stopping:
-                log.warning("%d kept bodies not taken by the store; they wait in the journal for the next start",
-                            len(refused))
+                log.warning("%d kept bodies not taken by the store; %s", len(refused), where_refused_wait(journal))
                 return 0
             log.warning("%d kept bodies not taken by the store now; tried again in %.0f s", len(refused), RETRY_S)
             with link.changed:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -35,8 +36,10 @@ from sqlalchemy.engine import make_url
 from lora_bridge.errors import JournalNotOpened, StoreUnavailable
 from lora_bridge.store import write_lock
 from lora_bridge.store.database import Database
-from lora_bridge.store.opened_file import OpenedFile
+from lora_bridge.store.opened_file import OpenedFile, backup_open, saved_beside
 from lora_bridge.store.tables import RawUplink
+
+log = logging.getLogger(__name__)
 
 SUFFIX = "-intake"
 # A writer (webhook process) and an applier meet on the file for a few milliseconds at a time.
@@ -175,6 +178,15 @@ class IntakeJournal:
                 self._connection.execute("COMMIT")
         return ids, int(row[0]) if row else 0
 
+    def gone(self) -> str | None:
+        """Why the journal's path no longer names the file this journal opened (deleted, replaced), else None."""
+        return self._opened.gone()
+
+    def save_copy(self, target: Path) -> None:
+        """Copy what this journal holds open (every committed entry) to target, a journal file of its own."""
+        with self._lock:
+            backup_open(self._connection, target)
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._connection.execute("SELECT COUNT(*) FROM bodies").fetchone()[0])
@@ -185,6 +197,39 @@ class IntakeJournal:
             if self._owner_fd is not None:
                 os.close(self._owner_fd)  # the lock goes with the descriptor
                 self._owner_fd = None
+
+
+def where_refused_wait(journal: IntakeJournal) -> str:
+    """Where the kept bodies the store did not take by the intake's stop wait, for its log line: in the
+    journal for the next start, or, the journal's file deleted, in the copy `save_if_deleted` makes."""
+    if journal.gone() is None:
+        return "they wait in the journal for the next start"
+    return "the journal's file is gone: they are saved from what the bridge holds open of it as the intake stops"
+
+
+def save_if_deleted(journal: IntakeJournal) -> Path | None:
+    """When journal's file was deleted (or replaced) under the bridge: copy the entries it still holds open
+    (answered 202, not applied) beside its path and say in one error line where, and how the operator has
+    the next start apply them; the copy made (None: the file is in place, or nothing waited in it)."""
+    why = journal.gone()
+    if why is None:
+        return None
+    waiting = len(journal)
+    if waiting == 0:
+        log.warning("intake journal: %s; every body it answered 202 was applied to the store, nothing to save",
+                    why, extra={"database": str(journal.path)})
+        return None
+    saved = saved_beside(journal.path)
+    try:
+        journal.save_copy(saved)
+    except (sqlite3.Error, OSError) as error:
+        log.error("intake journal: %s; %d bodies it answered 202 and the store had not applied could not be saved "
+                  "(%s: %s)", why, waiting, type(error).__name__, str(error)[:200], extra={"database": str(journal.path)})
+        return None
+    log.error("intake journal: %s; the %d bodies it answered 202 and the store had not applied are saved to %s: with "
+              "the bridge stopped, move it to %s and start the bridge to apply them", why, waiting, saved,
+              journal.path, extra={"database": str(journal.path), "saved_to": str(saved), "bodies": waiting})
+    return saved
 
 
 def id_runs(ids: list[int]) -> list[tuple[int, int]]:

@@ -475,25 +475,40 @@ def _start_again(server) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="lora_bridge/durable_intake.py (another engineer's file) says bodies it could "
-                   "not apply 'wait in the journal for the next start' when the journal itself was deleted: they "
-                   "are gone with it, and the operator is told they are safe")
-def test_an_operator_stopping_a_durable_bridge_whose_journal_was_deleted_is_not_told_its_bodies_wait_in_it(
-        tmp_path, port):
+@pytest.mark.parametrize("applier", ["thread", "process"])
+def test_an_operator_stopping_a_durable_bridge_whose_journal_was_deleted_gets_its_bodies_saved_and_applied_next_start(
+        tmp_path, port, applier):
     store = tmp_path / "tembo.db"
     stderr = tmp_path / "bridge.log"
-    with _tembo_bridge(store, port, stderr, TEMBO_WEBHOOK_ACK="durable", TEMBO_INTAKE_APPLIER="thread") as bridge:
+    url = f"http://127.0.0.1:{port}"
+    with _tembo_bridge(store, port, stderr, TEMBO_WEBHOOK_ACK="durable", TEMBO_INTAKE_APPLIER=applier) as bridge:
         other = sqlite3.connect(str(store), timeout=1.0)
         other.execute("BEGIN IMMEDIATE")  # the store held: the bodies wait in the journal, answered 202
-        answered = [_post(f"http://127.0.0.1:{port}", n) for n in range(3)]
+        answered = [_post(url, n) for n in range(3)]
         for path in tmp_path.glob("tembo.db*"):
             path.unlink()
         other.rollback()
         other.close()
         bridge.send_signal(signal.SIGTERM)
-        bridge.wait(timeout=60)
+        assert bridge.wait(timeout=60) == 0
 
     assert answered == [202] * 3
     assert not (tmp_path / "tembo.db-intake").exists()
-    told = [line for line in stderr.read_text().splitlines() if "wait in the journal for the next start" in line]
-    assert told == [], "the journal was deleted: nothing waits in it"
+    said = stderr.read_text()
+    assert "wait in the journal for the next start" not in said, "the journal was deleted: nothing waits in it"
+    (saved_journal,) = tmp_path.glob("tembo.db-intake.saved-*")
+    (told,) = [line for line in said.splitlines() if f"saved to {saved_journal}" in line]
+    assert f"the 3 bodies it answered 202 and the store had not applied are saved to {saved_journal}" in told
+    assert f"move it to {store}-intake and start the bridge" in told
+
+    # The operator does as told (the store's own saved copy back too) and starts the bridge again.
+    for saved_store in tmp_path.glob("tembo.db.saved-*"):  # when the bridge had found the store gone too
+        saved_store.rename(store)
+    saved_journal.rename(tmp_path / "tembo.db-intake")
+    with _tembo_bridge(store, port, tmp_path / "again.log", TEMBO_WEBHOOK_ACK="durable",
+                       TEMBO_INTAKE_APPLIER=applier) as bridge:
+        _wait_for(lambda: _raw_uplinks(store) == 3, 60, "the saved bodies applied")
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(timeout=60)
+    figures = lost_and_twice(f"sqlite:///{store}", range(3))
+    assert (figures["lost"], figures["applied_twice"]) == (0, 0), "nothing answered 202 lost, nor applied twice"

@@ -117,7 +117,7 @@ def save_lost_files(engine: Engine) -> list[Path]:
             lost.said = True
     for journal in (lost for lost in unsaid if lost.path != path):  # the durable intake's journal
         log.error("%s (noticed %s UTC): %d writes since were not saved (answered 503, never acknowledged); the "
-                  "bodies it had answered 202 and the store had not taken yet were in it and are not saved",
+                  "bodies it had answered 202 and the store had not taken yet are saved from it as the intake stops",
                   journal.why, f"{journal.noticed_at:%Y-%m-%d %H:%M:%S}", journal.refused,
                   extra={"database": str(journal.path)})
     store = next((lost for lost in unsaid if lost.path == path), None)
@@ -126,7 +126,7 @@ def save_lost_files(engine: Engine) -> list[Path]:
     noticed = f"{store.noticed_at:%Y-%m-%d %H:%M:%S} UTC"
     refused = (f"{store.refused} write{'' if store.refused == 1 else 's'} since were not saved (their uplinks were "
                "answered 503, never acknowledged: the network server sends them again)")
-    saved = path.with_name(f"{path.name}.saved-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    saved = saved_beside(path)
     try:
         _copy_open_store(engine, saved)
     except (sqlite3.Error, OSError) as error:
@@ -153,13 +153,25 @@ def _copy_open_store(engine: Engine, target: Path) -> None:
         raise OSError("no connection to it is left open")
     raw = engine.raw_connection()
     try:
-        copy = sqlite3.connect(str(target))
-        try:
-            raw.driver_connection.backup(copy)
-        finally:
-            copy.close()
+        backup_open(raw.driver_connection, target)
     finally:
         raw.close()
+
+
+def saved_beside(path: Path) -> Path:
+    """Where what the bridge still holds open of the deleted file at path is saved: beside it, named with
+    the UTC time (`tembo.db.saved-20261207T201930Z`)."""
+    return path.with_name(f"{path.name}.saved-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+
+
+def backup_open(connection: sqlite3.Connection, target: Path) -> None:
+    """Copy the SQLite file connection holds open (its WAL with it: every commit) to target with SQLite's
+    backup, whether or not a path still names the file."""
+    copy = sqlite3.connect(str(target))
+    try:
+        connection.backup(copy)
+    finally:
+        copy.close()
 
 
 def guard(engine: Engine, path: Path, on_begin: bool) -> None:
