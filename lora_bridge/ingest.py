@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -37,9 +39,23 @@ from lora_bridge.store.row_values import row_maker
 from lora_bridge.store.tables import DeadLetter, RawUplink
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.utc import as_utc, utc_now
+from lora_bridge.store_refusals import RefusalRun
 from lora_bridge.uplink_formats import PARSERS, Uplink
 
 log = logging.getLogger(__name__)
+# Each store's raw bodies it could not take: the first of a run logged in full, the others summed up.
+# (by the store's write engine, which lives as long as its Database)
+_refused_raw: weakref.WeakKeyDictionary[Engine, RefusalRun] = weakref.WeakKeyDictionary()
+_refused_raw_lock = threading.Lock()
+
+
+def refused_raw(db: Database) -> RefusalRun:
+    """The run of raw bodies db's store could not take (`lora_bridge.store_refusals.RefusalRun`)."""
+    run = _refused_raw.get(db.write_engine)
+    if run is None:
+        with _refused_raw_lock:
+            run = _refused_raw.setdefault(db.write_engine, RefusalRun(log, "store cannot take bodies now"))
+    return run
 
 STATUS_RECEIVED = "received"
 STATUS_PROCESSED = "processed"
@@ -96,14 +112,17 @@ def store_raw(
             raw = raw_row(body, source, event=event, content_type=content_type, path_ids=path_ids)
             session.add(raw)
             session.flush()
-            return raw.id
+            raw_id = raw.id
     except Exception as error:
         if is_transient_store_error(error):
             failure = failure_context(error)
-            log.warning("store cannot take a body now %s: answered as unavailable", said_of(failure),
-                        extra={"source": source, **failure})
+            if refused_raw(db).refused(failure["error_id"]):
+                log.warning("store cannot take a body now %s: answered as unavailable", said_of(failure),
+                            extra={"source": source, **failure})
             raise store_unavailable(error, failure["error_id"]) from error
         raise
+    refused_raw(db).kept()
+    return raw_id
 
 
 def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
@@ -111,17 +130,20 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
     in one transaction (one multi-row insert, one fsync); their ids in order. StoreUnavailable if it cannot."""
     try:
         with db.write() as session:
-            return insert_raw_rows(session, submissions)
+            ids = insert_raw_rows(session, submissions)
     except Exception as error:
         if is_transient_store_error(error):
             # Which collars' uplinks wait: the line had named none. What becomes of them is the caller's to
             # say (a webhook's 503, an MQTT message left unacknowledged, a durable intake's journal entries
             # tried again): it had said "answered as unavailable" of bodies already answered 202.
             named, failure = uplinks_named(submissions), failure_context(error)
-            log.warning("store cannot take %d bodies now %s: %s", len(submissions), said_of(failure), named,
-                        extra={**failure, "uplinks": named})
+            if refused_raw(db).refused(failure["error_id"]):
+                log.warning("store cannot take %d bodies now %s: %s", len(submissions), said_of(failure), named,
+                            extra={**failure, "uplinks": named})
             raise store_unavailable(error, failure["error_id"]) from error
         raise
+    refused_raw(db).kept()
+    return ids
 
 
 # At most this many bodies are named in a log line (a batch holds up to 256).

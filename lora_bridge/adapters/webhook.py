@@ -269,9 +269,9 @@ async def _ingest(
             result = await run_in_threadpool(bridge.submit, submission)
     except StoreUnavailable as error:
         said = error.error_id or error_id()  # the id the line that met the store's error logged it under
-        log.warning("webhook answered 503 error_id=%s network=%s event=%s: the store takes no write now (%s)",
-                    said, network, label(event), error, extra={"network": network, "event": event, "error_id": said})
-        refusals.note_refused(said)
+        if refusals.note_refused(said):  # the first of a run; the others are summed up (lora_bridge.store_refusals)
+            log.warning("webhook answered 503 error_id=%s network=%s event=%s: the store takes no write now (%s)",
+                        said, network, label(event), error, extra={"network": network, "event": event, "error_id": said})
         return JSONResponse({"status": "unavailable", "reason": UNAVAILABLE_REASON, "error_id": said},
                             status_code=503, headers={"Retry-After": "60"})
     refusals.note_kept()
