@@ -6,8 +6,8 @@ readable: `/healthz` had answered 200 while every uplink was answered 503, and `
 refusals themselves: until 7 December nothing in it moved while the network server was answered 503 (no
 body kept, `tembo_uplinks_stored` flat, as on a quiet night), so a refusing bridge looked like a herd gone
 silent. The figures, read without the store (a scrape must answer while it refuses):
-- `tembo_webhook_refused_total`: bodies answered 503 since the bridge started (nothing kept: the network
-  server sends them again), never counted as stored;
+- `tembo_webhook_refused_total`: bodies answered 503 since the bridge started (nothing kept: sent again only
+  by a network server that retries them), never counted as stored;
 - `tembo_webhook_last_refused_timestamp_seconds`: when the last was (0: none yet);
 - `tembo_webhook_refusing`: 1 from a body answered 503 until one is kept again (the rule of `/healthz`);
 - `tembo_intake_backlog`: with `TEMBO_WEBHOOK_ACK=durable`, the bodies answered 202 and not applied yet.
@@ -125,8 +125,8 @@ class RefusalsCollector:
 
     def collect(self) -> Iterator[Any]:
         refusals = self.refusals
-        yield CounterMetricFamily("tembo_webhook_refused", "Webhook bodies answered 503 (not kept: the network "
-                                  "server sends them again)", value=float(refusals.refused))
+        yield CounterMetricFamily("tembo_webhook_refused", "Webhook bodies answered 503 (not kept: sent again only "
+                                  "by a network server that retries them)", value=float(refusals.refused))
         yield GaugeMetricFamily("tembo_webhook_last_refused_timestamp_seconds",
                                 "When the webhook last answered 503 (Unix seconds; 0: not since start)",
                                 value=refusals.last_refused_at)

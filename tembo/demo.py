@@ -97,21 +97,52 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
         yield Pipeline(fleet, bridge, webhook, network, settings.webhook_secret.get_secret_value())
 
 
-def _post_all(p: Pipeline, uplinks: Iterator[dict], flush_downlinks: bool = False) -> int:
-    """Post every uplink to the webhook; with `flush_downlinks`, the downlinks each one queued are
-    pushed before the next, so a collar's next uplink always finds them at the network server."""
+def _post_all(p: Pipeline, uplinks: Iterator[dict], flush_downlinks: bool = False, seed: int = 0) -> int:
+    """Post every uplink to the webhook as The Things Stack with its webhook's Retries ticked does: a body
+    not answered 2xx goes again on its schedule, in the herd's time (`simulator.webhook_retries`; seed:
+    its jitter); with `flush_downlinks`, the downlinks each one queued are pushed before the next, so a
+    collar's next uplink always finds them at the network server. How many uplinks were posted first."""
+    from simulator.webhook_retries import TRIES, WebhookRetries
+
     posted = 0
-    with httpx.Client(base_url=p.webhook.url, timeout=30) as client:
-        for uplink in uplinks:
-            reply = client.post("/uplinks/tts", content=json.dumps(uplink),
-                                headers={"X-Tembo-Secret": p.secret, "Content-Type": "application/json"})
-            if reply.status_code >= 300:
-                log.warning("webhook answered %s for device %s", reply.status_code,
-                            uplink.get("end_device_ids", {}).get("device_id"))
-            posted += 1
-            if flush_downlinks:
-                p.bridge.flush_downlinks()
+    retries = WebhookRetries(seed)
+
+    def post(client: httpx.Client, body: dict, tries: int, at_s: float) -> None:
+        reply = client.post("/uplinks/tts", content=json.dumps(body),
+                            headers={"X-Tembo-Secret": p.secret, "Content-Type": "application/json"})
+        if reply.status_code < 300:
+            return
+        device = body.get("end_device_ids", {}).get("device_id")
+        log.debug("webhook answered %s for device %s (try %d of %d)", reply.status_code, device, tries, TRIES)
+        if not retries.failed(body, tries, at_s) and retries.given_up == 1:
+            log.warning("webhook answered %s for device %s at its last try (%d): given up, as The Things Stack "
+                        "gives up on it; the demo's closing line counts the others", reply.status_code, device, TRIES)
+
+    try:
+        with httpx.Client(base_url=p.webhook.url, timeout=30) as client:
+            for uplink in uplinks:
+                at_s = _received_at_s(uplink)
+                for body, tries in retries.due(at_s):
+                    post(client, body, tries, at_s)
+                post(client, uplink, 1, at_s)
+                posted += 1
+                if flush_downlinks:
+                    p.bridge.flush_downlinks()
+            # the herd's period is over: the tries still queued go as their time comes
+            while (due_s := retries.next_due_s()) is not None:
+                for body, tries in retries.due(due_s):
+                    post(client, body, tries, due_s)
+    finally:
+        if retries.retried or retries.given_up:
+            log.warning("the demo's network server tried %d refused uplinks again; %d were given up after %d tries "
+                        "(lost, as The Things Stack loses them); %d still waited for their next try", retries.retried,
+                        retries.given_up, TRIES, len(retries))
     return posted
+
+
+def _received_at_s(uplink: dict) -> float:
+    """When the network server received uplink (its `received_at`), in Unix seconds of the herd's clock."""
+    return datetime.fromisoformat(uplink["received_at"]).timestamp()
 
 
 def run_headless(collars: int = 20, days: float | None = 2, seed: int = 1,
@@ -121,7 +152,7 @@ def run_headless(collars: int = 20, days: float | None = 2, seed: int = 1,
     with tempfile.TemporaryDirectory(prefix="tembo-demo-") as folder:
         url = database_url or f"sqlite:///{Path(folder) / 'tembo.db'}"
         with pipeline(collars, days, seed, url, outbox_worker=False) as p:
-            _post_all(p, p.fleet.uplinks(), flush_downlinks=True)
+            _post_all(p, p.fleet.uplinks(), flush_downlinks=True, seed=seed)
             counts = p.bridge.counts()
             figures = {
                 "uplinks_sent": p.fleet.uplinks_sent,
@@ -185,7 +216,7 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
             print(f"    {username:<12} {account_role:<17} {password}")
         print("  Ctrl-C stops everything.")
         try:
-            _post_all(p, p.fleet.uplinks(pace=pace))
+            _post_all(p, p.fleet.uplinks(pace=pace), seed=seed)
             print("The simulated period is over; the dashboard stays up until Ctrl-C.")
             dashboard.wait()
         except KeyboardInterrupt:

@@ -13,7 +13,8 @@ open. It is logged once when first noticed (not at each refused commit: a flood 
 and when the bridge stops (`save_lost_files`, before its connections close) the bridge copies what it still
 reads of the file, every acknowledged uplink to the moment of the deletion, to a file beside the path
 (`tembo.db.saved-20261207T201930Z`) and says so in one error line, with how many writes were refused since
-(answered 503, never acknowledged: the network server sends them again). Until 7 December a Ctrl-C
+(answered 503, never acknowledged: sent again only by a network server that retries, The Things Stack
+with its webhook's Retries ticked, as `tembo demo`'s does, or an MQTT broker). Until 7 December a Ctrl-C
 after such a deletion stopped the demo with no word of it, and the acknowledged uplinks went with the file.
 """
 
@@ -125,7 +126,7 @@ def save_lost_files(engine: Engine) -> list[Path]:
         return []
     noticed = f"{store.noticed_at:%Y-%m-%d %H:%M:%S} UTC"
     refused = (f"{store.refused} write{'' if store.refused == 1 else 's'} since were not saved (their uplinks were "
-               "answered 503, never acknowledged: the network server sends them again)")
+               "answered 503, never acknowledged: sent again only by a network server that retries them)")
     saved = saved_beside(path)
     try:
         _copy_open_store(engine, saved)
