@@ -5,7 +5,8 @@ several collars with one IN list: each needs its own bounds and its own LIMIT. S
 collars go together as a UNION ALL of PARTS parts (each the collar's own read as a subquery, its
 parameters suffixed with the part's number), PARTS collars a statement, fewer padded with a part that
 asks for nothing. One size, so each statement is compiled once: compiling grows with the parts (about
-half a millisecond a part), and a size first met mid-batch cost that batch its compilation.
+half a millisecond a part), and a size first met mid-batch cost that batch its compilation. On SQLite
+a connection's read goes to the driver (`store.driver_reads`), bound and read as SQLAlchemy would.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from sqlalchemy import select, union_all
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
+
+from lora_bridge.store.driver_reads import driver_read
 
 PARTS = 8
 
@@ -32,11 +35,12 @@ def read_in_parts(reader: Session | Connection, statement: Any, asked: list[dict
     """The rows of statement (`union_of_parts`) for every part asked (each the parameters of one part,
     named without their suffix), PARTS a statement, the last one padded with padding (parameters that
     select nothing)."""
+    at_driver = driver_read(reader.dialect, statement) if isinstance(reader, Connection) else None
     rows: list[Any] = []
     for start in range(0, len(asked), PARTS):
         chunk = asked[start:start + PARTS]
         params: dict[str, Any] = {}
         for i in range(PARTS):
             params.update({f"{key}_{i}": value for key, value in (chunk[i] if i < len(chunk) else padding).items()})
-        rows.extend(reader.execute(statement, params).all())
+        rows.extend(reader.execute(statement, params).all() if at_driver is None else at_driver.rows(reader, params))
     return rows

@@ -1,0 +1,88 @@
+"""A read every batch runs several times, executed on SQLite's driver, bound and read as SQLAlchemy would.
+
+The rules read each batch's collars' context fixes, and a batch's collar alerts their collars' newest
+rows, in statements of eight parts (`store.parts`): each execution through SQLAlchemy's own (its
+parameters processed by name, its result's rows made and processed) cost about 175 Python calls, where
+the driver's execution of the same compiled text costs about 100.
+
+Here such a statement is compiled once per dialect, and executed by `Connection.exec_driver_sql` (its
+events fire, its errors are wrapped, its statement is counted as any other) with its parameters in the
+compiled order, each through the bind processor SQLAlchemy's execution calls for it, and each column of
+its rows through the result processor SQLAlchemy's execution calls for it (a fix's time: the same
+aware UTC datetime). SQLite only: PostgreSQL's reads go SQLAlchemy's way (its driver takes named
+parameters and returns typed values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+
+
+@dataclass(frozen=True)
+class DriverRead:
+    """A select compiled for SQLite's driver: its SQL, its parameters' values in the compiled order (from
+    a dict of them by name), the values of those the statement holds itself (an OFFSET's 0), and the
+    (position, processor) of each parameter and of each result column that has a processor."""
+
+    sql: str
+    values_of: Any  # parameters by name -> their values in the compiled order
+    own: dict[str, Any]
+    binds: tuple[tuple[int, Any], ...]
+    results: tuple[tuple[int, Any], ...]
+
+    def rows(self, connection: Connection, params: dict[str, Any]) -> list[Any]:
+        """The rows the statement reads for params (by name), each a sequence of its columns' values as
+        SQLAlchemy's execution of the statement gives them."""
+        bound = list(self.values_of({**self.own, **params}) if self.own else self.values_of(params))
+        for position, process in self.binds:
+            bound[position] = process(bound[position])
+        found = connection.exec_driver_sql(self.sql, tuple(bound)).all()
+        if not self.results or not found:
+            return found
+        # column by column: a processor mapped over a column's values, not a loop over the rows
+        columns: list[Any] = list(zip(*found, strict=True))
+        for position, process in self.results:
+            columns[position] = map(process, columns[position])
+        return list(zip(*columns, strict=True))
+
+
+# Compiled reads by dialect (an engine's: its types' processors), then by statement (the callers' built once)
+_COMPILED: WeakKeyDictionary[Dialect, dict[Any, DriverRead | None]] = WeakKeyDictionary()
+
+
+def driver_read(dialect: Dialect, statement: Any) -> DriverRead | None:
+    """statement (a select built once by the caller) compiled for dialect's driver; None when not a
+    read SQLite's driver takes as it is (another dialect, parameters rendered at execution)."""
+    by_statement = _COMPILED.setdefault(dialect, {})
+    try:
+        return by_statement[statement]
+    except KeyError:
+        pass
+    compiled = _driver_read(dialect, statement) if dialect.name == "sqlite" else None
+    by_statement[statement] = compiled
+    return compiled
+
+
+def _driver_read(dialect: Dialect, statement: Any) -> DriverRead | None:
+    compiled: Any = statement.compile(dialect=dialect)
+    names = compiled.positiontup
+    if (not names or not dialect.positional or compiled.literal_execute_params
+            or compiled.post_compile_params or len(names) < 2):
+        return None
+    # the processors SQLAlchemy's execution of this compiled read calls: by parameter, and by result
+    # column as its cursor result makes them (SQLite's driver describes no column types)
+    binds = tuple((position, compiled._bind_processors[name])  # noqa: SLF001 - as SQLAlchemy's execution reads them
+                  for position, name in enumerate(names) if name in compiled._bind_processors)  # noqa: SLF001
+    results = []
+    for position, column in enumerate(compiled._result_columns):  # noqa: SLF001
+        process = column.type._cached_result_processor(dialect, None)  # noqa: SLF001
+        if process is not None:
+            results.append((position, process))
+    own = {name: compiled.binds[name].effective_value for name in names if not compiled.binds[name].required}
+    return DriverRead(compiled.string, itemgetter(*names), own, binds, tuple(results))
