@@ -34,7 +34,7 @@ class DriverRead:
     values_of: Any  # parameters by name -> their values in the compiled order
     own: dict[str, Any]
     binds: tuple[tuple[int, Any], ...]
-    results: tuple[tuple[int, Any], ...]
+    results: tuple[tuple[int, Any, bool], ...]  # (position, processor, whether it reads a None as None)
 
     def rows(self, connection: Connection, params: dict[str, Any]) -> list[Any]:
         """The rows the statement reads for params (by name), each a sequence of its columns' values as
@@ -43,13 +43,33 @@ class DriverRead:
         for position, process in self.binds:
             bound[position] = process(bound[position])
         found = connection.exec_driver_sql(self.sql, tuple(bound)).all()
-        if not self.results or not found:
-            return found
-        # column by column: a processor mapped over a column's values, not a loop over the rows
-        columns: list[Any] = list(zip(*found, strict=True))
-        for position, process in self.results:
-            columns[position] = map(process, columns[position])
-        return list(zip(*columns, strict=True))
+        return processed(found, self.results)
+
+
+def processed(rows: list[Any], results: tuple[tuple[int, Any, bool], ...]) -> list[Any]:
+    """rows (sequences of values as the driver returns them) with each column of results (position,
+    processor, whether it reads a None as None) through its processor."""
+    if not results or not rows:
+        return rows
+    # column by column: a processor mapped over a column's values, not a loop over the rows
+    columns: list[Any] = list(zip(*rows, strict=True))
+    for position, process, none_read_as_none in results:
+        # a None through a processor that reads it as None is skipped: its call, not its value
+        columns[position] = ([None if value is None else process(value) for value in columns[position]]
+                             if none_read_as_none else map(process, columns[position]))
+    return list(zip(*columns, strict=True))
+
+
+def result_processors(dialect: Dialect, types: list[Any]) -> tuple[tuple[int, Any, bool], ...]:
+    """(position, processor, whether it reads a None as None) of each of types (a read's columns', in
+    order) that has a result processor on dialect, as SQLAlchemy's execution takes them (SQLite's driver
+    describes no column types)."""
+    found = []
+    for position, column_type in enumerate(types):
+        process = column_type._cached_result_processor(dialect, None)  # noqa: SLF001
+        if process is not None:
+            found.append((position, process, process(None) is None))
+    return tuple(found)
 
 
 # Compiled reads by dialect (an engine's: its types' processors), then by statement (the callers' built once)
@@ -79,10 +99,6 @@ def _driver_read(dialect: Dialect, statement: Any) -> DriverRead | None:
     # column as its cursor result makes them (SQLite's driver describes no column types)
     binds = tuple((position, compiled._bind_processors[name])  # noqa: SLF001 - as SQLAlchemy's execution reads them
                   for position, name in enumerate(names) if name in compiled._bind_processors)  # noqa: SLF001
-    results = []
-    for position, column in enumerate(compiled._result_columns):  # noqa: SLF001
-        process = column.type._cached_result_processor(dialect, None)  # noqa: SLF001
-        if process is not None:
-            results.append((position, process))
+    results = result_processors(dialect, [column.type for column in compiled._result_columns])  # noqa: SLF001
     own = {name: compiled.binds[name].effective_value for name in names if not compiled.binds[name].required}
-    return DriverRead(compiled.string, itemgetter(*names), own, binds, tuple(results))
+    return DriverRead(compiled.string, itemgetter(*names), own, binds, results)

@@ -39,8 +39,7 @@ def read_in_parts(reader: Session | Connection, statement: Any, asked: list[dict
     rows: list[Any] = []
     for start in range(0, len(asked), PARTS):
         chunk = asked[start:start + PARTS]
-        params: dict[str, Any] = {}
-        for i in range(PARTS):
-            params.update({f"{key}_{i}": value for key, value in (chunk[i] if i < len(chunk) else padding).items()})
+        chunk += [padding] * (PARTS - len(chunk))
+        params = {f"{key}_{i}": value for i, part in enumerate(chunk) for key, value in part.items()}
         rows.extend(reader.execute(statement, params).all() if at_driver is None else at_driver.rows(reader, params))
     return rows
