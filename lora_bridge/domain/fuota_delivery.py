@@ -342,6 +342,11 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
         euis = dict(session.execute(select(Device.device_id, Device.dev_eui)
                                     .where(Device.device_id.in_([c.device_id for c in released]))).all())
     for collar in released:
+        if collar.session_cnt is not None and collar.session_answered:  # its v2.0.0 set-up refused as a replay
+            _queue_frag_setup(session, codec, row, collar.device_id, campaign, now, group_keys)  # that alone again
+            collar.setup_queued_at = now
+            queued += 1
+            continue
         if group is not None:
             try:
                 multicast_groups.queue_setup(session, codec, device_id=collar.device_id,
@@ -416,7 +421,7 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
     answer = None if heard is None else (heard.package_id, heard.package_version)
     if frag_v2.set_up_in_v2(answer, fw_version) and ring is not None and ring.knows(dev_eui):
         values = frag_v2.setup_values(ring, dev_eui or "", {**values, "frag_index": SESSION_INDEX},
-                                      fuota_session_counts.next_count(session, device_id, row.campaign_id), row.image)
+                                      fuota_session_counts.give(session, device_id, row.campaign_id), row.image)
         version = frag_package.V2
         log.info("frag_session_setup in TS004 v2.0.0 for device_id=%s (fw_version=%s) session_cnt=%d campaign_id=%d",
                  device_id, fw_version, values["session_cnt"], row.campaign_id,
@@ -1113,7 +1118,7 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
             return [_set_up_v1_instead(session, codec, row, collar, heard_at).id]
         if status & SETUP_ERROR_BITS == SETUP_SESSION_CNT_REPLAY and _set_up_v2(session, codec, device_id,
                                                                                  row.campaign_id):
-            _replayed_setup(row, collar)
+            _replayed_setup(session, row, collar, heard_at)
             return []
         if status & SETUP_ERROR_BITS and (collar.setup_answered or collar.setup_queued_at is None):
             _stray_setup_refused(session, row, device_id, status, heard_at)  # no set-up of the delivery's is out
@@ -1179,18 +1184,32 @@ def _set_up_v1_instead(session: Session, codec: Any, row: FuotaSession, collar: 
     return _queue_frag_setup(session, codec, row, device_id, campaign, now)
 
 
-def _replayed_setup(row: FuotaSession, collar: FuotaCollar) -> None:
-    """The collar answered SessionCntReplay to the delivery's TS004 v2.0.0 set-up: the network server handed it a copy
-    of the set-up (the outbox pushed it again after a push answered too late, or a kill before it was marked sent),
-    and the SessionCnt it already took is this set-up's (each set-up of the collar has a greater one,
-    `fuota_session_counts`). As TS004 v2.0.0 has it, the collar keeps the session it took: it holds this
-    one. When its answer to the first copy was lost, the status round still checks: a collar that holds no session
-    answers SessionDoesNotExist and is set up again (`_session_lost`)."""
-    echo = "the echo of the set-up it took" if collar.setup_answered else "its answer to the first copy unheard"
-    log.info("FragSessionSetupAns SessionCntReplay device_id=%s campaign_id=%d: a copy of its set-up (%s), it holds "
-             "the session", collar.device_id, row.campaign_id, echo,
-             extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
-    _setup_taken(row, collar)
+def _replayed_setup(session: Session, row: FuotaSession, collar: FuotaCollar, heard_at: datetime) -> None:
+    """The collar answered SessionCntReplay to the delivery's TS004 v2.0.0 set-up. Heard after its answer taking the
+    set-up, it is a copy the network server handed it (the outbox pushed it again after a push answered too late, or
+    a kill before it was marked sent): as TS004 v2.0.0 has it, the collar keeps the session it took. Heard before
+    any, the collar's own SessionCnt may be ahead of what the bridge gave it (a store restored from a backup, a collar
+    set up by another bridge), or the answer taking a first copy was lost: its campaign's history says so
+    (`fuota_session_counts.REPLAY_EVENT`) and `tick` sets it up again with a greater SessionCnt, the step doubled by
+    each such refusal (`fuota_session_counts.next_count`): its fragmentation set-up alone while the window is to
+    come, by unicast once it opened (`_set_up_rejoined`). A collar that held the copy's session takes the new one."""
+    device_id = collar.device_id
+    if collar.setup_answered:
+        log.info("FragSessionSetupAns SessionCntReplay device_id=%s campaign_id=%d: a copy of the set-up it took, it "
+                 "holds the session", device_id, row.campaign_id,
+                 extra={"device_id": device_id, "campaign_id": row.campaign_id})
+        _setup_taken(row, collar)
+        return
+    campaigns.record_event(session, session.get(UpdateCampaign, row.campaign_id), fuota_session_counts.REPLAY_EVENT,
+                           device_id, time=heard_at, session_cnt=collar.session_cnt,
+                           why="SessionCntReplay before any answer taking the set-up: the collar's SessionCnt is "
+                               "ahead of the bridge's, or that answer was lost; set up again with a greater one")
+    collar.setup_queued_at = None
+    if row.state != SETUP:
+        collar.unicast_reason = "its SessionCnt is ahead of the bridge's (FragSessionSetupAns SessionCntReplay)"
+    log.warning("FragSessionSetupAns SessionCntReplay device_id=%s campaign_id=%d session_cnt=%s before any answer "
+                "taking it: set up again with a greater SessionCnt", device_id, row.campaign_id, collar.session_cnt,
+                extra={"device_id": device_id, "campaign_id": row.campaign_id})
 
 
 def _setup_taken(row: FuotaSession, collar: FuotaCollar) -> None:

@@ -673,6 +673,7 @@ class FuotaCollar(Base):
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
     unicast_reason: Mapped[str | None] = mapped_column(String(120))  # out of the group's window: why (unicast)
     version_asked_at: Mapped[datetime | None]  # when PackageVersionReq was queued before its set-up (none: not asked)
+    session_cnt: Mapped[int | None]  # TS004 v2.0.0 SessionCnt of its last v2.0.0 set-up (none: never set up in v2.0.0)
 
 
 class CollarPackage(Base):
