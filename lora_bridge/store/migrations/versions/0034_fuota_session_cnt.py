@@ -1,6 +1,6 @@
 """A delivery's collar keeps the TS004 v2.0.0 SessionCnt of the last v2.0.0 set-up the bridge queued for it
 (`fuota_collars.session_cnt`): the next set-up must carry a greater one, and the outbox's set-up rows, from which it
-was read back, are pruned by retention.
+was read back, are the outbox's record of what was sent, not a counter kept for this (the bridge prunes none today).
 
 Revision ID: 0034_fuota_session_cnt
 Revises: 0033_collar_packages
