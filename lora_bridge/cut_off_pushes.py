@@ -15,14 +15,7 @@ downlinks pushed before it that still await word; never later than any other pus
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from lora_bridge.domain import downlinks
-from lora_bridge.store.tables import Downlink
-from lora_bridge.store.utc import as_utc
+from typing import Protocol
 
 # What `last_error` of a push whose answer was cut off begins with (the outbox writes it).
 CUT_OFF_REASON = "answer cut off: "
@@ -30,50 +23,31 @@ CUT_OFF_REASON = "answer cut off: "
 UPLINKS_TO_HEAR_AND_ACK = 2
 
 
+class PushRead(Protocol):
+    """What the rule reads of a pushed downlink (a `Downlink`, or a row of its columns)."""
+
+    @property
+    def last_error(self) -> str | None: ...
+
+    @property
+    def network_state(self) -> str | None: ...
+
+
 def cut_off_reason(why: str) -> str:
     """The `last_error` of a push whose answer was cut off, why: it may be queued at the network."""
     return f"{CUT_OFF_REASON}{why}; it may be queued at the network"
 
 
-def was_cut_off(row: Downlink) -> bool:
+def was_cut_off(row: PushRead) -> bool:
     """Whether row's push had its answer cut off and the network has said nothing of it since."""
     return row.network_state is None and (row.last_error or "").startswith(CUT_OFF_REASON)
 
 
-def uplinks_to_wait(row: Downlink, waiting_before: int, usual: int) -> int:
+def uplinks_to_wait(row: PushRead, waiting_before: int, usual: int) -> int:
     """How many of the collar's uplinks since its push row waits for word of its delivery: usual, or for
     a cut-off push, the uplinks that would have carried it and its ack (waiting_before: the collar's
-    downlinks pushed before it that still await word, each heard one uplink earlier), at most usual."""
+    downlinks pushed before it that still await word, each heard one uplink earlier), at most usual.
+    `downlinks.unconfirmed_due` asks it of each pushed downlink, with waiting_before read with it."""
     if not was_cut_off(row):
         return usual
     return min(usual, UPLINKS_TO_HEAR_AND_ACK + waiting_before)
-
-
-def due_now(session: Session, *, after_uplinks: int, after_s: float, now: datetime) -> list[downlinks.Due]:
-    """The pushed downlinks to give up waiting on now (`downlinks.unconfirmed_due`'s rule), a cut-off push
-    after the uplinks `uplinks_to_wait` gives it. A read: with none due, the outbox takes no write lock."""
-    earliest = min(after_uplinks, UPLINKS_TO_HEAR_AND_ACK)
-    candidates = downlinks.unconfirmed_due(session, after_uplinks=earliest, after_s=after_s, now=now)
-    if earliest == after_uplinks:
-        return candidates
-    sooner = [entry for entry in candidates
-              if entry.heard < after_uplinks and now - as_utc(entry.sent_at) < timedelta(seconds=after_s)]
-    if not sooner:
-        return candidates
-    rows = {row.id: row for row in session.scalars(select(Downlink).where(Downlink.id.in_(
-        [entry.downlink_id for entry in sooner])))}
-    due = []
-    for entry in candidates:
-        row = rows.get(entry.downlink_id)
-        if row is None or entry.heard >= uplinks_to_wait(row, _waiting_before(session, row), after_uplinks):
-            due.append(entry)
-    return due
-
-
-def _waiting_before(session: Session, row: Downlink) -> int:
-    """The collar's downlinks pushed before row that still await word of their delivery (at the network
-    before it, each heard in an earlier receive window)."""
-    earlier = session.scalars(select(Downlink).where(
-        Downlink.device_id == row.device_id, Downlink.id != row.id, Downlink.state == downlinks.STATE_SENT,
-        Downlink.sent_at.is_not(None), Downlink.sent_at <= row.sent_at)).all()
-    return sum(1 for other in earlier if other.network_state in (None, downlinks.NETWORK_QUEUED))

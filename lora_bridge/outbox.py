@@ -27,7 +27,6 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select, update
 
-from lora_bridge import cut_off_pushes
 from lora_bridge.cut_off_pushes import cut_off_reason
 from lora_bridge.domain import alerts, downlinks, fuota_delivery, group_pushes
 from lora_bridge.errors import DownlinkError, is_transient_store_error, log_failure
@@ -96,7 +95,7 @@ class Outbox:
         if ids is None:
             with self.db.read() as session:
                 interrupted = downlinks.any_push_interrupted(session)
-                due = cut_off_pushes.due_now(session, **self._unconfirmed_after())
+                due = downlinks.unconfirmed_due(session, **self._unconfirmed_after())
             if interrupted:
                 with self.db.write() as session:
                     downlinks.release_expired_leases(session)

@@ -41,10 +41,11 @@ from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import instance_state
 
 from collar_firmware import codec as wire
+from lora_bridge import cut_off_pushes
 from lora_bridge.domain import alerts
 from lora_bridge.errors import InvalidCommand, InvalidCommandValues
 from lora_bridge.store import bulk
@@ -654,18 +655,34 @@ def _awaiting_word() -> Any:
 
 def unconfirmed_due(session: Session, *, after_uplinks: int, after_s: float, now: datetime) -> list[Due]:
     """The pushed downlinks `mark_unconfirmed` gives up waiting on, each with how many uplinks the collar
-    sent since its push: a read, so that the outbox's usual pass with none takes no write lock."""
-    rows = session.execute(select(Downlink.id, Downlink.device_id, Downlink.sent_at).where(_awaiting_word())
-                           .order_by(Downlink.id)).all()
+    sent since its push: a read, so that the outbox's usual pass with none takes no write lock. One
+    statement however many wait: each row with the collar's uplinks since its push and its downlinks
+    pushed before it still awaiting word (`_waiting_before`), its threshold `cut_off_pushes.uplinks_to_wait`
+    (after_uplinks, or sooner for a push whose answer was cut off)."""
+    heard = (select(func.count(RawUplink.id))
+             .where(RawUplink.device_id == Downlink.device_id, RawUplink.received_at > Downlink.sent_at,
+                    RawUplink.duplicate_of.is_(None), RawUplink.f_cnt.is_not(None))
+             .correlate(Downlink).scalar_subquery())
+    rows = session.execute(select(Downlink.id, Downlink.sent_at, Downlink.last_error, Downlink.network_state,
+                                  heard.label("heard"), _waiting_before().label("waiting_before"))
+                           .where(_awaiting_word()).order_by(Downlink.id)).all()
     due = []
-    for downlink_id, device_id, stored_sent_at in rows:
-        sent_at = as_utc(stored_sent_at)
-        heard = session.scalar(select(func.count(RawUplink.id)).where(
-            RawUplink.device_id == device_id, RawUplink.received_at > sent_at,
-            RawUplink.duplicate_of.is_(None), RawUplink.f_cnt.is_not(None))) or 0
-        if heard >= after_uplinks or heard and now - sent_at >= timedelta(seconds=after_s):
-            due.append(Due(downlink_id, stored_sent_at, heard))
+    for row in rows:
+        waited = now - as_utc(row.sent_at) >= timedelta(seconds=after_s)
+        if row.heard >= cut_off_pushes.uplinks_to_wait(row, row.waiting_before, after_uplinks) or row.heard and waited:
+            due.append(Due(row.id, row.sent_at, row.heard))
     return due
+
+
+def _waiting_before() -> Any:
+    """The SQL count, for a pushed downlink, of its collar's downlinks pushed before it that still await
+    word of their delivery (at the network before it, each heard in an earlier receive window)."""
+    earlier = aliased(Downlink)
+    return (select(func.count(earlier.id))
+            .where(earlier.device_id == Downlink.device_id, earlier.id != Downlink.id, earlier.state == STATE_SENT,
+                   earlier.sent_at.is_not(None), earlier.sent_at <= Downlink.sent_at,
+                   earlier.network_state.is_(None) | (earlier.network_state == NETWORK_QUEUED))
+            .correlate(Downlink).scalar_subquery())
 
 
 # What a ranger reads of an alert's ack in its history (`ack_unconfirmed`, `ack_delivered`,
