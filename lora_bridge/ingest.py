@@ -11,14 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -39,24 +37,9 @@ from lora_bridge.store.row_values import row_maker
 from lora_bridge.store.tables import DeadLetter, RawUplink
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.utc import as_utc, utc_now
-from lora_bridge.store_refusals import RefusalRun
 from lora_bridge.uplink_formats import PARSERS, Uplink
 
 log = logging.getLogger(__name__)
-# Each store's raw bodies it could not take: the first of a run logged in full, the others summed up.
-# (by the store's write engine, which lives as long as its Database)
-_refused_raw: weakref.WeakKeyDictionary[Engine, RefusalRun] = weakref.WeakKeyDictionary()
-_refused_raw_lock = threading.Lock()
-
-
-def refused_raw(db: Database) -> RefusalRun:
-    """The run of raw bodies db's store could not take (`lora_bridge.store_refusals.RefusalRun`)."""
-    run = _refused_raw.get(db.write_engine)
-    if run is None:
-        with _refused_raw_lock:
-            run = _refused_raw.setdefault(db.write_engine, RefusalRun(log, "store cannot take bodies now"))
-    return run
-
 STATUS_RECEIVED = "received"
 STATUS_PROCESSED = "processed"
 STATUS_DUPLICATE = "duplicate"
@@ -116,12 +99,13 @@ def store_raw(
     except Exception as error:
         if is_transient_store_error(error):
             failure = failure_context(error)
-            if refused_raw(db).refused(failure["error_id"]):
+            if db.refused_bodies.refused(failure["error_id"]):
                 log.warning("store cannot take a body now %s: answered as unavailable", said_of(failure),
                             extra={"source": source, **failure})
             raise store_unavailable(error, failure["error_id"]) from error
         raise
-    refused_raw(db).kept()
+    if db.refused_bodies.total:  # a run of refusals on: this body ends it
+        db.refused_bodies.kept()
     return raw_id
 
 
@@ -137,12 +121,13 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
             # say (a webhook's 503, an MQTT message left unacknowledged, a durable intake's journal entries
             # tried again): it had said "answered as unavailable" of bodies already answered 202.
             named, failure = uplinks_named(submissions), failure_context(error)
-            if refused_raw(db).refused(failure["error_id"]):
+            if db.refused_bodies.refused(failure["error_id"]):
                 log.warning("store cannot take %d bodies now %s: %s", len(submissions), said_of(failure), named,
                             extra={**failure, "uplinks": named})
             raise store_unavailable(error, failure["error_id"]) from error
         raise
-    refused_raw(db).kept()
+    if db.refused_bodies.total:  # a run of refusals on: this body ends it
+        db.refused_bodies.kept()
     return ids
 
 

@@ -12,9 +12,8 @@ import bridge_builders as b
 from bridge_process import uplink_body
 from starlette.testclient import TestClient
 
-from lora_bridge import ingest
 from lora_bridge.adapters.webhook import create_app
-from lora_bridge.store_refusals import SUMMARY_EVERY_S, RefusalRun
+from lora_bridge.refusal_runs import SUMMARY_EVERY_S, RefusalRun
 
 
 class SteppedClock:
@@ -41,7 +40,7 @@ def test_an_operator_reads_one_line_for_a_run_of_refused_uplinks_a_summary_and_o
     clock = SteppedClock()
     with b.fresh_bridge(sqlite_url, sqlite_busy_timeout_ms=20) as bridge:
         app = create_app(bridge)
-        app.state.refusals.said.clock = ingest.refused_raw(bridge.db).clock = clock
+        app.state.refusals.said.clock = bridge.db.refused_bodies.clock = clock
         with TestClient(app) as client, caplog.at_level(logging.WARNING, logger="lora_bridge"):
             assert _post(client, 0) == 200
             other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=1.0)

@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, exc
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from lora_bridge.errors import StoreNotOpened
+from lora_bridge.refusal_runs import RefusalRun
 from lora_bridge.settings import DATABASE_CONNECT_TIMEOUT_S, password_masked
 from lora_bridge.store import migrate, opened_file, write_lock
 from lora_bridge.store.json_columns import json_text, json_value
@@ -41,6 +42,10 @@ class Database:
     _read_sessions: sessionmaker[Session]
 
     _writers: WriterQueue | None = None
+    # The run of raw bodies this store could not take, as the ingest's log says it (`refusal_runs`): made
+    # with the store, read at every body it keeps (`ingest.store_raw`).
+    refused_bodies: RefusalRun = field(default_factory=lambda: RefusalRun(
+        logging.getLogger("lora_bridge.ingest"), "store cannot take bodies now"), repr=False)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
