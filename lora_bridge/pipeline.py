@@ -117,6 +117,7 @@ def store_and_process_batch(
             results, order = keep_and_apply(session, taken + submissions, codec, settings, rules_file=rules_file)
             if after is not None:
                 after(session, [results[i] for i in order])
+        db.refused_bodies.kept()  # a run of refusals the store was in ends with this batch: said once
         for submission, result in zip(submissions, results[len(taken):], strict=True):
             submission.result = result
         return True, []

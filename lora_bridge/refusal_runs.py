@@ -22,8 +22,8 @@ class RefusalRun:
     of a run (its caller logs it in full) and sums the others up every every_s seconds of clock (injectable:
     a test steps it); `kept` ends the run with one line (its callers ask it only while `total` says a run is
     on: a kept body costs them an attribute read). A refusal twice every_s after the last begins a run too:
-    a path that keeps bodies without telling `kept` (the batch's one transaction keeps them elsewhere) does
-    not leave the next outage's first line unsaid. Thread-safe."""
+    bodies that stopped coming (nothing refused, nothing kept) do not leave the next outage's first line
+    unsaid. Thread-safe."""
 
     def __init__(self, logger: logging.Logger, what: str, every_s: float = SUMMARY_EVERY_S,
                  clock: Callable[[], float] = time.monotonic) -> None:

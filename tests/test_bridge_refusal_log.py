@@ -66,12 +66,27 @@ def test_an_operator_reads_one_line_for_a_run_of_refused_uplinks_a_summary_and_o
     assert [re.sub(r"error_id=\w+", "error_id=ID", line) for line in ingest_said] == [
         "store cannot take 1 bodies now error_id=ID OperationalError: database is locked: collar-01 f_cnt=1",
         "store cannot take bodies now: 30 more in the last 60 s, 31 since the first (error_id=ID); the last error_id=ID",
-    ], "the store's own line: once a run too, then summed up"
+        "store cannot take bodies now: bodies are kept again after 31 refused (the first error_id=ID)",
+    ], "the store's own line: once a run too, then summed up, and ended by the batch that kept the next body"
+
+
+def test_a_batch_of_uplinks_kept_after_refusals_ends_the_store_s_run_in_one_line(sqlite_url, caplog):
+    # The webhook's and MQTT's bodies are kept by batches (one transaction for many): the first batch kept
+    # after the store refused says the run is over, once, however many bodies it holds.
+    with b.fresh_bridge(sqlite_url) as bridge:
+        for error_id in ("e1", "e2", "e3"):
+            bridge.db.refused_bodies.refused(error_id)
+        with caplog.at_level(logging.WARNING, logger="lora_bridge"):
+            for batch in ((1, 2, 3), (4, 5)):
+                bridge.ingest_batch([bridge.submission("tts", None, uplink_body(n)) for n in batch])
+        ended = _lines(caplog, "store cannot take bodies now")
+
+    assert ended == ["store cannot take bodies now: bodies are kept again after 3 refused (the first error_id=e1)"]
 
 
 def test_a_run_of_refusals_no_one_said_the_end_of_is_over_after_a_quiet_spell():
-    # The batch's one transaction keeps bodies without telling the ingest's run: the next outage, long after,
-    # is still said in full.
+    # The bodies stopped coming (nothing refused, nothing kept: a network server that gave up retrying): the
+    # next outage, long after, is still said in full.
     clock, lines = SteppedClock(), []
 
     class Said(logging.Handler):

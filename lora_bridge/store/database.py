@@ -43,7 +43,7 @@ class Database:
 
     _writers: WriterQueue | None = None
     # The run of raw bodies this store could not take, as the ingest's log says it (`refusal_runs`): made
-    # with the store, read at every body it keeps (`ingest.store_raw`).
+    # with the store, read at every body it keeps (`ingest.store_raw`) and every batch (`pipeline`).
     refused_bodies: RefusalRun = field(default_factory=lambda: RefusalRun(
         logging.getLogger("lora_bridge.ingest"), "store cannot take bodies now"), repr=False)
 
