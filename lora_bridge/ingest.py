@@ -126,7 +126,7 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
                             extra={**failure, "uplinks": named})
             raise store_unavailable(error, failure["error_id"]) from error
         raise
-    if db.refused_bodies.total:  # a run of refusals on: this body ends it
+    if db.refused_bodies.total:  # a run of refusals on: these bodies end it
         db.refused_bodies.kept()
     return ids
 
