@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import Integer, bindparam, func, literal_column, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -203,16 +203,14 @@ def keep_raws(session: Session, raws: list[RawUplink]) -> None:
     left it, all in one statement, in the same transaction as everything else (acknowledged only once
     it is durable), not inserted and then updated row by row. On SQLite (whose write transaction
     excludes every other writer) the ids are the table's next ones and foreign keys are checked at
-    the commit; on PostgreSQL they come from the table's sequence in one statement, and the rows go in
+    the commit; on PostgreSQL they come from the table's sequence, in the batch's first statement
+    (`read_batch_start`), and the rows go in
     before anything that refers to them (a dead letter, a claim in a savepoint)."""
     now = utc_now()
-    if session.get_bind().dialect.name == "sqlite":
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
         bulk.defer_foreign_keys(session)  # rows of the batch refer to raw rows written at its end
-        first_id = int(read_batch_start(session, sqlite=True) or 0) + 1
-        ids = list(range(first_id, first_id + len(raws)))
-    else:
-        read_batch_start(session, sqlite=False)
-        ids = list(session.scalars(_NEXT_RAW_IDS, {"count": len(raws)}))
+    ids = read_batch_start(session, len(raws), sqlite=sqlite)
     for raw_id, raw in zip(ids, raws, strict=True):
         # rows just made (`ingest.raw_row_of`), no session's yet: their dicts are their state, set as
         # `bulk.set_values` would, without its two calls a row
@@ -223,37 +221,43 @@ def keep_raws(session: Session, raws: list[RawUplink]) -> None:
     bulk.defer_add(session, raws)
 
 
-def read_batch_start(session: Session, *, sqlite: bool) -> Any:
+def read_batch_start(session: Session, count: int, *, sqlite: bool) -> list[int]:
     """Read in one statement, in the batch's transaction, what each batch asks the store once of its own
     and put the answers where their readers look for them in this unit of work (`session.info`, gone
     with it: the next batch reads them again): whether an update campaign runs (`campaigns.any_running`),
     whether any collar has an open offline alert (`messages.close_offline_when_heard`: with none, the
     collars are not read), the fences' fingerprint (`geofences.fence_version`, the fence cache's check
-    for a ranger's edit). On SQLite also the highest raw row id, returned (None on PostgreSQL, whose ids
-    come from the sequence)."""
+    for a ranger's edit). Returns the ids of the batch's `count` raw rows, ascending: on SQLite the
+    table's next ones after its highest (its write transaction excludes every other writer), on
+    PostgreSQL the sequence's next values, taken in the same statement (one round trip a batch, not two)."""
     # on the session's connection (`bulk.read_columns`): at a batch's start nothing is pending to flush
-    row = bulk.read_columns(session, _BATCH_START_READS[sqlite], {}, _BATCH_START_TABLES)[0]
-    highest, running, offline, *fence_version = row if sqlite else (None, *row)
+    if sqlite:
+        row = bulk.read_columns(session, _BATCH_START_READS[True], {}, _BATCH_START_TABLES)[0]
+        highest, running, offline, *fence_version = row
+        first_id = int(highest or 0) + 1
+        ids = list(range(first_id, first_id + count))
+    else:
+        row = bulk.read_columns(session, _BATCH_START_READS[False], {"count": count}, _BATCH_START_TABLES)[0]
+        taken, running, offline, *fence_version = row
+        ids = sorted(taken)
     session.info[campaigns.ANY_RUNNING] = bool(running)
     if not offline:
         session.info[OFFLINE_COLLARS] = set()
     session.info[geofences.FENCE_VERSION_READ] = geofences.fence_version_from(*fence_version)
-    return highest
+    return ids
 
 
+# The next ids of the raw rows' sequence (PostgreSQL), as many as asked (`count`), as one array.
+_RAW_IDS_SEQUENCE = func.pg_get_serial_sequence(literal_column("'raw_uplinks'"), literal_column("'id'"))
+_NEXT_RAW_IDS = (select(func.array_agg(func.nextval(_RAW_IDS_SEQUENCE)))
+                 .select_from(func.generate_series(1, bindparam("count", type_=Integer))).scalar_subquery())
 # read_batch_start's statement, built once (every batch runs it): scalar subqueries, one row
 _BATCH_START_COLUMNS = [campaigns.ANY_RUNNING_COLUMN, ANY_OFFLINE_COLUMN, *geofences.fence_version_columns()]
 _BATCH_START_READS = {
     True: select(select(func.max(RawUplink.id)).scalar_subquery(), *_BATCH_START_COLUMNS),  # SQLite
-    False: select(*_BATCH_START_COLUMNS),
+    False: select(_NEXT_RAW_IDS, *_BATCH_START_COLUMNS),
 }
 _BATCH_START_TABLES = frozenset({RawUplink.__table__, UpdateCampaign.__table__, Alert.__table__, Geofence.__table__})
-
-
-# The next ids of the raw rows' sequence (PostgreSQL), as many as asked, in one statement.
-_NEXT_RAW_IDS = text(
-    "SELECT nextval(pg_get_serial_sequence('raw_uplinks', 'id')) FROM generate_series(1, :count)"
-).execution_options(**{bulk.TOUCHES_NO_ROWS: True})
 
 
 # read_batch's statements, built once per count bucket of the batch's values (`bulk.in_list`): every
