@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 from lora_bridge.errors import StoreNotOpened
 from lora_bridge.refusal_runs import RefusalRun
 from lora_bridge.settings import DATABASE_CONNECT_TIMEOUT_S, password_masked
-from lora_bridge.store import migrate, opened_file, write_lock
+from lora_bridge.store import idle_ping, migrate, opened_file, write_lock
 from lora_bridge.store.json_columns import json_text, json_value
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,9 @@ def open_database(
             )
             engines.append(read_engine)
         else:
-            write_engine = create_engine(url, pool_pre_ping=True,
-                                         connect_args=postgres_connect_args(parsed, connect_timeout_s))
+            write_engine = create_engine(url, connect_args=postgres_connect_args(parsed, connect_timeout_s))
+            # a connection pinged only after a rest, not before each batch: a round trip a batch fewer
+            idle_ping.ping_after_rest(write_engine)
             engines.append(write_engine)
             read_engine = write_engine
         # Read first, without the write lock: a store at the newest revision opens while another program
