@@ -140,7 +140,7 @@ def open_database(
             )
             engines.append(read_engine)
         else:
-            write_engine = create_engine(url, connect_args=postgres_connect_args(parsed, connect_timeout_s))
+            write_engine = create_engine(url, connect_args=_store_connect_args(parsed, connect_timeout_s))
             # a connection pinged only after a rest, not before each batch: a round trip a batch fewer
             idle_ping.ping_after_rest(write_engine)
             engines.append(write_engine)
@@ -245,6 +245,17 @@ def postgres_connect_args(parsed: URL, connect_timeout_s: int) -> dict[str, obje
     if parsed.get_driver_name() not in ("psycopg", "psycopg2") or "connect_timeout" in parsed.query:
         return {}
     return {"connect_timeout": int(connect_timeout_s)}
+
+
+def _store_connect_args(parsed: URL, connect_timeout_s: int) -> dict[str, object]:
+    """The bridge's store connections' arguments: `postgres_connect_args`, and with psycopg (3) its
+    cursor that makes a result's column descriptions only when read (`columns_on_read`)."""
+    args = postgres_connect_args(parsed, connect_timeout_s)
+    if parsed.get_driver_name() == "psycopg":  # imported for PostgreSQL only: SQLite needs no psycopg
+        from lora_bridge.store.columns_on_read import ColumnsOnReadCursor
+
+        args["cursor_factory"] = ColumnsOnReadCursor
+    return args
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: str = "FULL") -> Engine:
