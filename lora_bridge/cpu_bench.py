@@ -21,6 +21,17 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
                                    frozen after the warm-up, young collections paced (`collector_pace`), so
                                    what ran before in this process (imports, earlier rounds) does not move
                                    the collections into or out of the counted batches
+    applier_statements_per_small_batch   SQL statements a batch of SMALL_BATCH bodies makes (the batch a webhook
+                                   answered once applied is made of, eight senders each waiting for its answer:
+                                   4.05 bodies on PostgreSQL, 4.09 on SQLite in `tembo bench bridge`), the same
+                                   applier on one more fresh store, its first 248 bodies applied in batches of
+                                   `batch` first (the herd's collars known), then SMALL_BATCH_COUNT such
+                                   batches counted: the part a batch pays whatever its size, and on PostgreSQL
+                                   each statement a round trip to the server
+    applier_python_calls_per_small_batch   Python calls of the same batches, each (cProfile): within a call
+                                   a batch from run to run of the same code (this process's first batches of
+                                   that size build a few statements once: a second such count in the same
+                                   process gives about 25 fewer)
     measured_code                  which code the figures are of: the folder the `lora_bridge` package was
                                    imported from and a digest of its .py files (`measured_code`). The
                                    shared virtualenv installs the package editable, so a run that does not
@@ -105,6 +116,7 @@ from lora_bridge.journal_release import RELEASE_THREAD
 from lora_bridge.network_messages import event_name_of
 from lora_bridge.os_thread_names import on_cpu_s_by_thread_name
 from lora_bridge.service import open_bridge
+from lora_bridge.store.database import count_writes
 from lora_bridge.uplink_formats import SOURCE_TTS
 
 
@@ -149,6 +161,55 @@ def _applier_cpu(database_url: str, bodies: list[bytes], batch: int, profile: bo
                                f"{rules_failures.messages[0]}")
     calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
     return spent, system, calls
+
+
+# The small batches `small_batch_costs` counts: their size (a webhook answered once applied, eight senders),
+# how many, and the bodies applied before them in the bench's batches (the herd's 40 collars heard).
+SMALL_BATCH = 4
+SMALL_BATCH_COUNT = 40
+BODIES_BEFORE_SMALL_BATCHES = 248
+
+
+@dataclass
+class SmallBatchCosts:
+    """What a small batch costs the applier: its SQL statements and its Python calls, each a batch."""
+
+    statements: float
+    calls: float
+
+
+def small_batch_costs(database_url: str, bodies: list[bytes], batch: int) -> SmallBatchCosts:
+    """The statements and Python calls of each of SMALL_BATCH_COUNT batches of SMALL_BATCH bodies applied
+    as the applier process applies them (`_applier_cpu`), after BODIES_BEFORE_SMALL_BATCHES bodies in
+    batches of `batch` (of a smaller herd: half its bodies first, then as many small batches as the rest
+    makes, up to SMALL_BATCH_COUNT)."""
+    first = min(BODIES_BEFORE_SMALL_BATCHES, len(bodies) // 2)  # a small herd: half its bodies first
+    count = min(SMALL_BATCH_COUNT, (len(bodies) - first) // SMALL_BATCH)
+    if count < 1:
+        raise ValueError(f"{len(bodies)} bodies make no batch of {SMALL_BATCH} after the first half")
+    small = bodies[first:first + SMALL_BATCH * count]
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET, outbox_worker=False,
+                     sqlite_synchronous="NORMAL") as bridge:
+        def submissions(some: list[bytes]) -> list[Submission]:
+            return [Submission(SOURCE_TTS, event_name_of(SOURCE_TTS, None, body), body, "application/json")
+                    for body in some]
+
+        bridge.warm_up()
+        for start in range(0, first, batch):
+            bridge.write_batch_now(submissions(bodies[start:min(first, start + batch)]))
+        batches = [submissions(small[start:start + SMALL_BATCH]) for start in range(0, len(small), SMALL_BATCH)]
+        counts = count_writes(bridge.db)
+        profiler = cProfile.Profile(time.process_time)
+        with as_the_applier_process_collects():
+            profiler.enable()
+            for each in batches:
+                bridge.write_batch_now(each)
+            profiler.disable()
+        failed = [s for each in batches for s in each if s.error is not None or s.result is None]
+        if failed:
+            raise RuntimeError(f"{len(failed)} bodies not applied: {failed[0].error!r}")
+    calls = pstats.Stats(profiler).total_calls  # type: ignore[attr-defined]
+    return SmallBatchCosts(statements=counts["statements"] / len(batches), calls=calls / len(batches))
 
 
 @contextmanager
@@ -456,6 +517,9 @@ def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 
             statistics.median(1000 * system / len(bodies) for _, system, _ in rounds_cpu), 3)
         _, calls = applier_cpu_s(url("applier-profiled"), bodies, batch, profile=True)
         figures["applier_python_calls_per_uplink"] = round(calls / len(bodies), 2)
+        small = small_batch_costs(url("applier-small-batches"), bodies, batch)
+        figures["applier_statements_per_small_batch"] = round(small.statements, 2)
+        figures["applier_python_calls_per_small_batch"] = round(small.calls, 1)
         if intake:
             # this process's first run compiles the webhook's and the outbox's statements: not what a
             # running bridge spends per uplink, so a tenth of the bodies go first, unmeasured

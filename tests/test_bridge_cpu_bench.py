@@ -21,6 +21,8 @@ def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_the_webhook_
     assert figures["applier_cpu_ms_per_uplink"] > 0 and figures["intake_cpu_ms_per_uplink"] > 0
     assert figures["applier_python_calls_per_uplink"] > 100 and figures["intake_handler_python_calls_per_uplink"] > 10
     assert figures["intake_writer_python_calls_per_uplink"] > 10
+    # a small batch's own statements (its write lock, its start's reads, its inserts, its rules) and calls
+    assert figures["applier_statements_per_small_batch"] > 5 and figures["applier_python_calls_per_small_batch"] > 500
     assert figures["intake_applier_process_cpu_ms_per_uplink"] >= 0
     # the kernel's share of each applier's CPU, never more than the whole
     assert 0 <= figures["applier_system_cpu_ms_per_uplink"] <= figures["applier_cpu_ms_per_uplink"]
