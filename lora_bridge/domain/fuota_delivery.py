@@ -428,6 +428,9 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
                  extra={"device_id": device_id, "campaign_id": row.campaign_id})
     queued = downlinks.queue_command(session, codec, device_id=device_id, command="frag_session_setup",
                                      values=values, version=version)
+    delivered = session.get(FuotaCollar, (row.campaign_id, device_id))
+    if delivered is not None:
+        frag_package.record_setup(delivered, version, now)
     if layout is not setup_layouts.TS004:
         if layout is setup_layouts.EITHER:
             why = ("the collar has not reported a firmware version the bridge reads: its set-up names the same "
@@ -1160,8 +1163,12 @@ def _status_counts(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _set_up_v2(session: Session, codec: Any, device_id: str, campaign_id: int) -> bool:
     """True when the last fragmentation set-up the bridge queued for this collar was TS004 v2.0.0's, for the
-    delivery of campaign_id (the set-up's Descriptor, payload bytes 7..10, names its campaign)."""
-    last = frag_package.last_setup(session, device_id)
+    delivery of campaign_id, as the deliveries keep it (`frag_package.last_kept_setup`; for one queued before that,
+    the outbox's last set-up, whose Descriptor, payload bytes 7..10, names its campaign)."""
+    kept = frag_package.last_kept_setup(session, device_id)
+    if kept is not None:
+        return kept == (campaign_id, frag_package.V2)
+    last = frag_package.last_setup(session, device_id)  # a delivery queued before the version was kept
     return last is not None and frag_package.setup_version(bytes(last), codec) == frag_package.V2 \
         and frag_v2.descriptor(bytes(last)) == campaign_id
 

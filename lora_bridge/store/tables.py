@@ -674,6 +674,14 @@ class FuotaCollar(Base):
     unicast_reason: Mapped[str | None] = mapped_column(String(120))  # out of the group's window: why (unicast)
     version_asked_at: Mapped[datetime | None]  # when PackageVersionReq was queued before its set-up (none: not asked)
     session_cnt: Mapped[int | None]  # TS004 v2.0.0 SessionCnt of its last v2.0.0 set-up (none: never set up in v2.0.0)
+    # the TS004 version of the last fragmentation set-up queued for it in this delivery, and when: the layout its
+    # answers on port 201 are read in (frag_package.session_version), kept here where no outbox pruning reaches it
+    setup_version: Mapped[int | None]
+    setup_version_at: Mapped[datetime | None]
+
+
+# a collar's deliveries read by the collar alone at each answer on port 201 (migration 0035)
+Index("ix_fuota_collars_device_id", FuotaCollar.device_id)
 
 
 class CollarPackage(Base):
