@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from collar_firmware import config as collar_config
 from collar_firmware import update_image
+from lora_bridge.domain import campaigns_tracked_refusals
 from lora_bridge.store import bulk
 from lora_bridge.store.tables import (
     Animal,
@@ -648,12 +649,24 @@ def _may_answer(session: Session, collar: CampaignCollar, result: str, at: datet
     not the delivery's (a stray frame, another fleet's), which the collar refused: the delivery's passed the
     collar's bounds when it took it (an image the collar refuses as too large is named by its status, which
     settles the campaign). In a campaign that only tracks, an ack dated (at, the collar's clock) more than
-    ACK_CLOCK_SLACK_S before the collar was released to it is an older one's."""
+    ACK_CLOCK_SLACK_S before the collar was released to it is an older one's, and a set-up's refusal answers its
+    image only when that image is larger than a collar takes (campaigns_tracked_refusals.py)."""
     step = session.get(FuotaCollar, (collar.campaign_id, collar.device_id))
     if step is not None:
         return step.setup_answered and not _refused_another_set_up(session, collar, result)
+    if _tracked_stray_refusal(session, collar, result):
+        return False
     return at is None or collar.updated_at is None or \
         as_utc(at) >= as_utc(collar.updated_at) - timedelta(seconds=ACK_CLOCK_SLACK_S)
+
+
+def _tracked_stray_refusal(session: Session, collar: CampaignCollar, result: str) -> bool:
+    """True when result, a set-up's refusal acknowledged to a campaign the bridge only tracks, cannot answer a
+    set-up of that campaign's image (campaigns_tracked_refusals.py)."""
+    if result not in SETUP_REFUSAL_RESULTS or session.get(FuotaCollar, (collar.campaign_id, collar.device_id)):
+        return False
+    campaign = session.get(UpdateCampaign, collar.campaign_id)
+    return campaign is not None and not campaigns_tracked_refusals.answers_its_image(campaign.image_bytes, result)
 
 
 def record_ack(session: Session, device_id: str, result: str, late_in: int | None = None,
@@ -686,6 +699,9 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
                 log.info("device_id=%s ack %s is not campaign_id=%d's update's: an older update's, or a refused set-up "
                          "not its own", device_id, result, campaign.id,
                          extra={"device_id": device_id, "campaign_id": campaign.id})
+                if _tracked_stray_refusal(session, collar, result):
+                    _event(session, campaign, campaigns_tracked_refusals.NOT_COUNTED, device_id, time=at,
+                           result=result, why=campaigns_tracked_refusals.why_not(campaign.image_bytes, result))
         rows = answering
     if not rows:
         late = session.execute(
