@@ -419,9 +419,12 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
     version = frag_package.V1
     heard = collar_packages.announced(session, device_id).get(collar_packages.FRAGMENTS.port)
     answer = None if heard is None else (heard.package_id, heard.package_version)
-    if frag_v2.set_up_in_v2(answer, fw_version) and ring is not None and ring.knows(dev_eui):
-        values = frag_v2.setup_values(ring, dev_eui or "", {**values, "frag_index": SESSION_INDEX},
-                                      fuota_session_counts.give(session, device_id, row.campaign_id), row.image)
+    v2 = frag_v2.set_up_in_v2(answer, fw_version) and ring is not None and ring.knows(dev_eui)
+    count = fuota_session_counts.give(session, device_id, row.campaign_id) if v2 else None
+    if v2 and count is None:
+        _counts_spent(session, row, campaign, device_id, now)
+    elif count is not None:
+        values = frag_v2.setup_values(ring, dev_eui or "", {**values, "frag_index": SESSION_INDEX}, count, row.image)
         version = frag_package.V2
         log.info("frag_session_setup in TS004 v2.0.0 for device_id=%s (fw_version=%s) session_cnt=%d campaign_id=%d",
                  device_id, fw_version, values["session_cnt"], row.campaign_id,
@@ -443,6 +446,19 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
                  device_id, layout.name, fw_version, row.campaign_id,
                  extra={"device_id": device_id, "campaign_id": row.campaign_id})
     return queued
+
+
+def _counts_spent(session: Session, row: FuotaSession, campaign: UpdateCampaign, device_id: str,
+                  now: datetime) -> None:
+    """The collar was given the last TS004 v2.0.0 SessionCnt (`fuota_session_counts.LAST_COUNT`): it refuses any
+    v2.0.0 set-up from then on, so it is set up in v1.0.0, its campaign's history saying why."""
+    last = fuota_session_counts.LAST_COUNT
+    log.warning("device_id=%s was given SessionCnt %d, the last TS004 v2.0.0 has: set up in v1.0.0 campaign_id=%d",
+                device_id, last, row.campaign_id, extra={"device_id": device_id, "campaign_id": row.campaign_id})
+    campaigns.record_event(session, campaign, fuota_session_counts.SPENT_EVENT, device_id, time=now, session_cnt=last,
+                           why=f"the collar was given SessionCnt {last}, the last TS004 v2.0.0 has, and refuses any "
+                               "set-up not above it (never wrapped): set up in TS004 v1.0.0, its image still signed "
+                               "and checked on the collar, without the block's MIC")
 
 
 def _set_up_rejoined(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar, now: datetime,
