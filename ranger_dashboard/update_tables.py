@@ -27,6 +27,49 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
         columns=["Collar", "Firmware", "Model", "Last update", "Battery (mV)", "RSSI (dBm)"])
 
 
+def version_lines(versions: list[dict]) -> list[str]:
+    """Return one markdown line per collar of `versions_frame`'s table: its name, firmware, model, last update,
+    battery and RSSI, as a line that wraps (a phone shows it whole, no grid to scroll sideways)."""
+    frame = versions_frame(versions)
+    lines = []
+    for row in frame.to_dict("records"):
+        parts = [f"**{plain(row['Collar'])}**", f"firmware {plain(row['Firmware'])}", f"model {plain(row['Model'])}"]
+        if row["Last update"]:
+            parts.append(f"last update {plain(row['Last update'])}")
+        if row["Battery (mV)"] is not None and not pd.isna(row["Battery (mV)"]):
+            parts.append(f"battery {int(row['Battery (mV)'])} mV")
+        if row["RSSI (dBm)"] is not None and not pd.isna(row["RSSI (dBm)"]):
+            parts.append(f"RSSI {row['RSSI (dBm)']:g} dBm")
+        lines.append(" · ".join(parts))
+    return lines
+
+
+def history_lines(history: list[dict]) -> list[str]:
+    """Return one markdown line per event of a campaign's history, as its table holds them: when (UTC), the event,
+    the collar it is about, and every detail whole ("why: ..."), as a line that wraps."""
+    lines = []
+    for e in history:
+        when = pd.Timestamp(e["time"])
+        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        parts = [f"{when:%Y-%m-%d %H:%M} UTC", f"**{plain(e['event'].replace('_', ' '))}**"]
+        if e.get("device_id"):
+            parts.append(plain(e["device_id"]))
+        parts += [f"{plain(str(k).replace('_', ' '))}: {plain(str(v))}" for k, v in (e.get("detail") or {}).items()]
+        lines.append(" · ".join(parts))
+    return lines
+
+
+NARROW_PX = 640  # below this width a table is shown as wrapping lines (a 390 px phone), at and above it as a grid
+GRID_KEY, LINES_KEY = "grid-", "lines-"  # the start of the container keys `narrow_screen_style` tells apart
+
+
+def narrow_screen_style() -> str:
+    """Return the `<style>` that shows each table of the page as its grid on a wide screen and as its lines on a
+    narrow one (containers keyed GRID_KEY... and LINES_KEY..., whose class Streamlit names `st-key-<key>`)."""
+    return (f"<style>@media (max-width: {NARROW_PX - 1}px) {{ [class*='st-key-{GRID_KEY}'] {{ display: none; }} }}"
+            f"@media (min-width: {NARROW_PX}px) {{ [class*='st-key-{LINES_KEY}'] {{ display: none; }} }}</style>")
+
+
 DELIVERY_COLUMNS = ["Packages", "Fragments missing", "Loss", "Unicast", "Unicast because"]
 TRACKED_ONLY = ("Tracked only: the bridge sends nothing for this campaign (it was started without a multicast "
                 "group to deliver through: TEMBO_FUOTA_MULTICAST_GROUP, or on ChirpStack TEMBO_FUOTA_MULTICAST_ADDR "

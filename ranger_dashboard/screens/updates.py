@@ -13,17 +13,22 @@ from lora_bridge.access import roles as access
 from ranger_dashboard import config, data, markers, roles
 from ranger_dashboard.update_tables import (
     ALL_SPECIES,
+    GRID_KEY,
+    LINES_KEY,
     TRACKED_ONLY,
     UPDATES_READY_ID,
     collar_choices,
     collar_lines,
     delivery_line,
+    history_lines,
+    narrow_screen_style,
     network_group_line,
     pause_line,
     progress_frame,
     species_of,
     summary,
     target_line,
+    version_lines,
     versions_frame,
 )
 
@@ -33,9 +38,16 @@ viewer = roles.current_viewer()  # the signed-in user steers, in their own name
 may_steer = viewer.may(access.MANAGE_UPDATES)
 
 st.title("Updates")
+# each table a grid on a desk, wrapping lines on a phone: a grid of six columns or of long reasons scrolls sideways
+# inside itself at 390 px
+st.html(narrow_screen_style())
 st.subheader("Which collar runs what")
 # as the role may read each collar: a late role's battery and link as of its animal's cutoff, not live
-st.dataframe(versions_frame(bridge.fleet_versions(viewer=viewer)), hide_index=True)
+versions = bridge.fleet_versions(viewer=viewer)
+with st.container(key=f"{GRID_KEY}versions"):
+    st.dataframe(versions_frame(versions), hide_index=True)
+with st.container(key=f"{LINES_KEY}versions"):
+    st.markdown("\n".join(f"* {line}" for line in version_lines(versions)))  # "*": not a campaign's "- " lines
 
 st.subheader("Campaigns")
 campaigns = bridge.campaigns()
@@ -74,7 +86,10 @@ for campaign in campaigns:
                         st.rerun()
         history = pd.DataFrame(campaign["history"])
         if not history.empty:
-            st.dataframe(history, hide_index=True)
+            with st.container(key=f"{GRID_KEY}history-{campaign['id']}"):
+                st.dataframe(history, hide_index=True)
+            with st.container(key=f"{LINES_KEY}history-{campaign['id']}"):
+                st.markdown("\n\n".join(history_lines(campaign["history"])))  # a paragraph an event
 
 if may_steer:
     st.subheader("New campaign")
