@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import struct
 
-from alembic import command
-from sqlalchemy import create_engine, inspect, select
+from migration_round_trip import round_trip
+from sqlalchemy import select
 from test_fuota_from_the_outside import into_the_window, v2_campaign
 from test_fuota_multicast_setup import tts  # noqa: F401
 
@@ -60,17 +60,6 @@ def test_a_collar_whose_session_count_is_far_ahead_is_set_up_within_a_bounded_nu
 def test_the_session_count_column_is_added_and_removed_by_its_migration(store_url):
     """A store upgraded to the newest revision has the delivery's SessionCnt column; downgraded to the revision
     before it has it no more, and upgraded again it has it once more (SQLite in batch mode, PostgreSQL in place)."""
-    engine = create_engine(store_url)
-    try:
-        migrate.upgrade(engine)
-        columns = {c["name"] for c in inspect(engine).get_columns("fuota_collars")}
-        with engine.begin() as connection:
-            command.downgrade(migrate.alembic_config(connection), "0033_collar_packages")
-        down_at = migrate.current_revision(engine)
-        without = {c["name"] for c in inspect(engine).get_columns("fuota_collars")}
-        up_at = migrate.upgrade(engine)
-        again = {c["name"] for c in inspect(engine).get_columns("fuota_collars")}
-    finally:
-        engine.dispose()
-    assert down_at == "0033_collar_packages" and up_at == migrate.head_revision()
-    assert "session_cnt" in columns and "session_cnt" not in without and again == columns
+    trip = round_trip(store_url, "fuota_collars", "0033_collar_packages")
+    assert trip.down_at == "0033_collar_packages" and trip.up_at == migrate.head_revision()
+    assert "session_cnt" in trip.columns and "session_cnt" not in trip.without and trip.again == trip.columns

@@ -5,8 +5,8 @@ the bridge must still read them, and the campaign must still update every collar
 
 from __future__ import annotations
 
-from alembic import command
-from sqlalchemy import create_engine, delete, inspect, select, update
+from migration_round_trip import round_trip
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from test_fuota_from_the_outside import into_the_window, v2_campaign
 from test_fuota_multicast_setup import tts  # noqa: F401
@@ -49,18 +49,8 @@ def test_field_technician_pruning_the_outbox_set_ups_mid_window_still_sees_every
 def test_the_set_up_version_columns_are_added_and_removed_by_their_migration(store_url):
     """A store upgraded to the newest revision keeps each delivery's set-up version and its time; downgraded to the
     revision before it has neither, and upgraded again has both (SQLite in batch mode, PostgreSQL in place)."""
-    engine = create_engine(store_url)
     added = {"setup_version", "setup_version_at"}
-    try:
-        migrate.upgrade(engine)
-        columns = {c["name"] for c in inspect(engine).get_columns("fuota_collars")}
-        with engine.begin() as connection:
-            command.downgrade(migrate.alembic_config(connection), "0034_fuota_session_cnt")
-        down_at = migrate.current_revision(engine)
-        without = {c["name"] for c in inspect(engine).get_columns("fuota_collars")}
-        up_at = migrate.upgrade(engine)
-        again = {c["name"] for c in inspect(engine).get_columns("fuota_collars")}
-    finally:
-        engine.dispose()
-    assert down_at == "0034_fuota_session_cnt" and up_at == migrate.head_revision() == "0035_fuota_setup_version"
-    assert added <= columns and without == columns - added and again == columns
+    trip = round_trip(store_url, "fuota_collars", "0034_fuota_session_cnt")
+    assert trip.down_at == "0034_fuota_session_cnt"
+    assert trip.up_at == migrate.head_revision() == "0035_fuota_setup_version"
+    assert added <= trip.columns and trip.without == trip.columns - added and trip.again == trip.columns

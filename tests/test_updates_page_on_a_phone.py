@@ -5,6 +5,9 @@ resumes and aborts it, with nothing cut off and nothing to scroll sideways for.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import bridge_builders as b
 import pytest
 from browser_helpers import PHONE_AGENT, running_dashboard, seeded_sqlite, sign_in
@@ -58,6 +61,21 @@ def wait_for_state(page: Page, name: str, state: str) -> None:
     expect(page.get_by_text(f"{name} — model").filter(has_text=f": {state} (")).to_be_visible(timeout=WAIT_MS)
 
 
+@contextmanager
+def updates_page_on_a_phone(chromium, base_url: str) -> Iterator[Page]:  # noqa: F811
+    """The Updates page on a 390 x 844 phone, tito (a field technician) signed in; the browser context closed after."""
+    context = chromium.new_context(viewport=PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(base_url)
+        sign_in(page, "tito")
+        expect(page.get_by_role("textbox", name="Password")).to_have_count(0, timeout=WAIT_MS)
+        page.goto(f"{base_url}/updates")
+        yield page
+    finally:
+        context.close()
+
+
 def nothing_runs_off_the_right_edge(page: Page) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "the page scrolls sideways"
 
@@ -79,13 +97,7 @@ def test_field_technician_on_a_phone_starts_reads_and_steers_a_campaign_of_200_c
     image.write_bytes(shipped_model_image(KEY))
     name = "retrained for the dry season"
     with running_dashboard(free_port(), store, tmp_path / "dashboard.log", role="field_technician") as base_url:
-        context = chromium.new_context(viewport=PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True)
-        try:
-            page = context.new_page()
-            page.goto(base_url)
-            sign_in(page, "tito")
-            expect(page.get_by_role("textbox", name="Password")).to_have_count(0, timeout=WAIT_MS)
-            page.goto(f"{base_url}/updates")
+        with updates_page_on_a_phone(chromium, base_url) as page:
             page.get_by_role("textbox", name="Name").fill(name)
             page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(str(image))
             expect(page.get_by_text(image.name)).to_be_visible(timeout=WAIT_MS)
@@ -112,5 +124,3 @@ def test_field_technician_on_a_phone_starts_reads_and_steers_a_campaign_of_200_c
                 wait_for_state(page, name, state)
                 nothing_runs_off_the_right_edge(page)
             expect(page.get_by_role("button", name="Resume")).to_have_count(0)
-        finally:
-            context.close()

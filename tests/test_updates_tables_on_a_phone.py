@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import bridge_builders as b
 import pytest
-from browser_helpers import PHONE_AGENT, running_dashboard, seeded_sqlite, sign_in
+from browser_helpers import running_dashboard, seeded_sqlite
 from playwright.sync_api import Page, expect
 from test_dashboard_browser import chromium  # noqa: F401 (one Chromium for the module's stories)
-from test_updates_page_on_a_phone import PHONE, WAIT_MS
+from test_updates_page_on_a_phone import PHONE, WAIT_MS, updates_page_on_a_phone
 
 from lora_bridge.service import open_bridge
 from lora_bridge.store.tables import UpdateCampaign
@@ -60,13 +60,7 @@ def test_field_technician_on_a_phone_reads_who_runs_what_and_the_history_as_line
     store = seeded_sqlite(sqlite_url)
     name, collars = fleet_with_a_campaign(store)
     with running_dashboard(free_port(), store, tmp_path / "dashboard.log", role="field_technician") as base_url:
-        context = chromium.new_context(viewport=PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True)
-        try:
-            page = context.new_page()
-            page.goto(base_url)
-            sign_in(page, "tito")
-            expect(page.get_by_role("textbox", name="Password")).to_have_count(0, timeout=WAIT_MS)
-            page.goto(f"{base_url}/updates")
+        with updates_page_on_a_phone(chromium, base_url) as page:
             page.wait_for_selector(f"#{UPDATES_READY_ID}[data-campaigns$=':canary']", state="attached",
                                    timeout=WAIT_MS)
             expect(page.get_by_text(f"{name} — model")).to_be_visible(timeout=WAIT_MS)
@@ -87,5 +81,3 @@ def test_field_technician_on_a_phone_reads_who_runs_what_and_the_history_as_line
             expect(page.locator("[class*='st-key-grid-versions'] [data-testid='stDataFrame']")).to_be_visible(
                 timeout=WAIT_MS)
             expect(page.locator("[class*='st-key-lines-versions']")).to_be_hidden()
-        finally:
-            context.close()
