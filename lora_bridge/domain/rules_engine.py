@@ -384,7 +384,7 @@ def _read_tracks(
     since = min([b[0] for b in taken.values()])
     newer_than = min([b[1] for b in taken.values()])
     size = bulk.in_list_size(len(taken))
-    found = bulk.read_columns(session, _tracks_read(size), {
+    found = bulk.read_column_tuples(session, _tracks_read(size), {
         **bulk.in_list_values("device", list(taken), size),
         "since": since, "newer_than": newer_than, "most": TRACKS_AT_ONCE_ROWS + 1,
     }, _POSITIONS)
@@ -474,7 +474,7 @@ def _read_first_tracks(
     if not fresh:
         return None
     size = bulk.in_list_size(len(fresh))
-    found = bulk.read_columns(session, _first_tracks_read(size),
+    found = bulk.read_column_tuples(session, _first_tracks_read(size),
                               {**bulk.in_list_values("device", fresh, size), "most": TRACKS_AT_ONCE_ROWS + 1},
                               _POSITIONS)
     return _fixes_by_collar(found, fresh)

@@ -34,7 +34,7 @@ class DriverRead:
     values_of: Any  # parameters by name -> their values in the compiled order
     own: dict[str, Any]
     binds: tuple[tuple[int, Any], ...]
-    results: tuple[tuple[int, Any, bool], ...]  # (position, processor, whether it reads a None as None)
+    results: tuple[tuple[int, Any, bool, Any], ...]  # (position, processor, whether it reads a None as None, column reader)
 
     def rows(self, connection: Connection, params: dict[str, Any]) -> list[Any]:
         """The rows the statement reads for params (by name), each a sequence of its columns' values as
@@ -46,30 +46,46 @@ class DriverRead:
         return processed(found, self.results)
 
 
-def processed(rows: list[Any], results: tuple[tuple[int, Any, bool], ...]) -> list[Any]:
+def processed(rows: list[Any], results: tuple[tuple[int, Any, bool, Any], ...]) -> list[Any]:
     """rows (sequences of values as the driver returns them) with each column of results (position,
-    processor, whether it reads a None as None) through its processor."""
+    processor, whether it reads a None as None, the column's reader or None) through its reader, or
+    value by value through its processor."""
     if not results or not rows:
         return rows
     # column by column: a processor mapped over a column's values, not a loop over the rows
     columns: list[Any] = list(zip(*rows, strict=True))
-    for position, process, none_read_as_none in results:
-        # a None through a processor that reads it as None is skipped: its call, not its value
-        columns[position] = ([None if value is None else process(value) for value in columns[position]]
-                             if none_read_as_none else map(process, columns[position]))
+    for position, process, none_read_as_none, read_column in results:
+        if read_column is not None:  # a whole column in one step (a time's: `UTCDateTime.column_reader`)
+            columns[position] = read_column(columns[position])
+        else:  # a None through a processor that reads it as None is skipped: its call, not its value
+            columns[position] = ([None if value is None else process(value) for value in columns[position]]
+                                 if none_read_as_none else map(process, columns[position]))
     return list(zip(*columns, strict=True))
 
 
-def result_processors(dialect: Dialect, types: list[Any]) -> tuple[tuple[int, Any, bool], ...]:
-    """(position, processor, whether it reads a None as None) of each of types (a read's columns', in
-    order) that has a result processor on dialect, as SQLAlchemy's execution takes them (SQLite's driver
-    describes no column types)."""
+def result_processors(dialect: Dialect, types: list[Any]) -> tuple[tuple[int, Any, bool, Any], ...]:
+    """(position, processor, whether it reads a None as None, the column's reader) of each of types (a
+    read's columns', in order) that has a result processor on dialect, as SQLAlchemy's execution takes
+    them (SQLite's driver describes no column types); the reader, where the type has one
+    (`UTCDateTime.column_reader`), reads the whole column as the processor reads each value, or is None."""
     found = []
     for position, column_type in enumerate(types):
         process = column_type._cached_result_processor(dialect, None)  # noqa: SLF001
         if process is not None:
-            found.append((position, process, process(None) is None))
+            # the type as the dialect reads it (a decorator's SQLite DATETIME), as for its processor
+            reader = getattr(column_type.dialect_impl(dialect), "column_reader", None)
+            found.append((position, process, process(None) is None, reader(dialect) if reader else None))
     return tuple(found)
+
+
+def rows_of(connection: Connection, statement: Any, params: dict[str, Any]) -> list[Any]:
+    """The rows statement (a select built once by the caller) reads for params (by name), each a
+    sequence of its columns' values as SQLAlchemy's execution gives them: at SQLite's driver where it
+    takes the statement as it is (`driver_read`), else by SQLAlchemy's execution."""
+    at_driver = driver_read(connection.dialect, statement)
+    if at_driver is None:
+        return connection.execute(statement, params).all()
+    return at_driver.rows(connection, params)
 
 
 # Compiled reads by dialect (an engine's: its types' processors), then by statement (the callers' built once)
