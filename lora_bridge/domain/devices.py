@@ -305,9 +305,14 @@ def _named_or_new(
     # not inserted then updated (PostgreSQL writes a new collar at once, below)
     device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0, dev_eui=dev_eui,
                     label=label, application_id=application_id, network_scope=network_scope, network=network)
-    session.add(device)
+    if session.info.get(bulk.FOREIGN_KEYS_DEFERRED):
+        # a new herd's collars held back till the batch needs them (`bulk.defer_add`), then written
+        # together by one insert, as their placeholder animals are (`ensure_animal`): not by the flush
+        bulk.defer_add(session, [device])
+    else:
+        session.add(device)
+        session.flush()
     created[key] = device
-    _flush_unless_keys_checked_at_commit(session)
     log.info("new collar heard device_id=%s dev_eui=%s application_id=%s", key, dev_eui, application_id,
              extra={"device_id": key, "dev_eui": dev_eui, "application_id": application_id})
     return device
