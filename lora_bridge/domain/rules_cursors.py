@@ -181,10 +181,11 @@ def _cursors_read(size: int) -> Any:
 def read_cursors(session: Session, device_ids: list[str]) -> dict[str, Cursor]:
     """The stored cursors of these collars by collar (a collar with none is left out), as plain values:
     each row made a Cursor at once (every row read is a stored one), not through `cursor_of`, a call
-    less a collar a batch."""
+    less a collar a batch; on SQLite read at the driver, the two time columns each in one step
+    (`bulk.read_column_tuples`)."""
     size = bulk.in_list_size(len(device_ids))
-    rows = bulk.read_columns(session, _cursors_read(size), bulk.in_list_values("device", list(device_ids), size),
-                             _CURSORS)
+    rows = bulk.read_column_tuples(session, _cursors_read(size),
+                                   bulk.in_list_values("device", list(device_ids), size), _CURSORS)
     return {row[0]: Cursor(row[0], True, row[1], row[2], row[3]) for row in rows}
 
 

@@ -100,7 +100,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         def read(values: Sequence[Any]) -> list[Any]:
             try:
                 times = list(map(parse, [value + "+00:00" for value in values]))
-            except (TypeError, ValueError):  # a None, or a text that is not SQLite's naive UTC
+            except TypeError:  # a None (no time yet): the others read so, each None kept
+                present = [value for value in values if value is not None]
+                if not present or len(present) == len(values):
+                    return list(map(one, values))  # not text: the usual way
+                parsed = dict(zip(present, read(present), strict=True))
+                return [None if value is None else parsed[value] for value in values]
+            except ValueError:  # a text that is not SQLite's naive UTC
                 return list(map(one, values))
             if {time.tzinfo for time in times} - {UTC}:  # a text with an offset of its own
                 return list(map(one, values))
