@@ -4,13 +4,12 @@ same statement, in one statement, the fixes' times read a column at a time (`UTC
 
 from __future__ import annotations
 
-import cProfile
-import pstats
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, event, insert
 from sqlalchemy.orm import Session
+from test_bridge_batch_driver_reads import _calls  # cProfile's count of a read's Python calls
 
 from lora_bridge.domain import rules_cursors, rules_engine
 from lora_bridge.domain.rules_cursors import Cursor
@@ -51,15 +50,6 @@ def _statements(session) -> list[str]:
     seen: list[str] = []
     event.listen(session.connection(), "before_cursor_execute", lambda *args: seen.append(args[2]))
     return seen
-
-
-def _calls(read) -> int:
-    """The Python calls read() makes (cProfile's count: the same at every run of the same code)."""
-    profiler = cProfile.Profile()
-    profiler.enable()
-    read()
-    profiler.disable()
-    return pstats.Stats(profiler).total_calls
 
 
 def test_rules_read_a_herds_tracks_at_the_driver_as_sqlalchemy_reads_them(session):
