@@ -1,6 +1,6 @@
 """A herd heard for the first time on SQLite: its new collars are held back from the unit of work and written
 by one plain insert when the batch needs them (`bulk.defer_add`), as their placeholder animals are, not by
-the ORM's flush (about 140 Python calls a collar there); each stored as its messages left it."""
+the ORM's flush (about 140 Python calls a row there, in the bench's run); each stored as its messages left it."""
 
 from __future__ import annotations
 
