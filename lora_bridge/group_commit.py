@@ -42,7 +42,8 @@ class Submission:
     done: bool = field(default=False, repr=False)
     # When the bridge first kept the body, if before this hand-in (the durable intake's journal).
     received_at: datetime | None = None
-    # What the body holds, when it was read already (the durable intake reads each on arrival).
+    # What the body holds, when it was read already (the durable intake reads each on arrival; an MQTT
+    # worker each retained message, to ask the store for it: `Bridge.submission`).
     message: Any = field(default=None, repr=False)
     # A body of a collar another worker owns (`lora_bridge.collar_shares`): its batch keeps it for that
     # worker (a hand-over row, in the batch's transaction) instead of applying it.

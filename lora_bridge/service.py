@@ -69,7 +69,7 @@ from lora_bridge.errors import (
     store_unavailable,
 )
 from lora_bridge.group_commit import GroupCommit, Submission
-from lora_bridge.network_messages import EVENT_KINDS, NETWORKS, collar_named, event_name_of
+from lora_bridge.network_messages import EVENT_KINDS, NETWORKS, canonical_event, collar_named, event_name_of
 from lora_bridge.network_server import NetworkServerClient
 from lora_bridge.notify import channels, outbox
 from lora_bridge.notify.config import CHANNELS
@@ -309,15 +309,22 @@ class Bridge:
         *,
         content_type: str | None = "application/json",
         path_ids: dict[str, str] | None = None,
+        read: Any = None,
     ) -> Submission:
         """A body handed in for ingest, its kind named (see ingest_network_message); ValueError for an
-        unknown network."""
+        unknown network. read: what `read_network_message` gave for these very arguments, when the caller
+        read the body already (a retained MQTT message); its batch takes it instead of reading the body
+        again when it reads it under the same kind."""
         source = network.split(":")[-1]
         if source not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
-        return Submission(
-            network, event_name_of(source, event, body), body, content_type=content_type, path_ids=path_ids
-        )
+        name = event_name_of(source, event, body)
+        submission = Submission(network, name, body, content_type=content_type, path_ids=path_ids)
+        # The batch reads a body under the kind named here, which for a TTS body is the message key the body
+        # holds, not the topic's: the same read only when the topic's kind is that key (`up`, `uplink_message`).
+        if read is not None and canonical_event(source, event) == name:
+            submission.message = read
+        return submission
 
     def device_ids_by_eui(self, dev_euis: set[str]) -> dict[str, str]:
         """DevEUI -> the device_id each known collar is filed under (devices are their DevEUI; the

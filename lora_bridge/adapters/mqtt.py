@@ -48,7 +48,7 @@ from lora_bridge.adapters.mqtt_hand_in import (
     bridge_of,
 )
 from lora_bridge.adapters.mqtt_metrics import AckWaits
-from lora_bridge.adapters.retained_copies import RetainedCopies
+from lora_bridge.adapters.retained_copies import RetainedCopies, with_read
 from lora_bridge.errors import (
     BrokerUnusable,
     StoreUnavailable,
@@ -463,9 +463,11 @@ class MqttIngest:
     def _without_retained_copies(self, messages: list[InHand]) -> list[InHand]:
         """messages less those that came with the retain flag and whose body the store holds already as
         that collar's uplink, which are acknowledged (`retained_copies`); non-retained ones are all kept."""
-        retained = [message for message in messages if message.entry[RETAINED]]
-        if not retained or self._retained is None:
+        if self._retained is None or not any(message.entry[RETAINED] for message in messages):
             return messages
+        # each read once: for the store's answer, and by its batch when it is filed (`InHand.read`)
+        messages = [with_read(message) if message.entry[RETAINED] else message for message in messages]
+        retained = [message for message in messages if message.entry[RETAINED]]
         copies = []
         for message, held in zip(retained, self._retained.held(retained), strict=True):
             if held is not None:

@@ -28,12 +28,15 @@ log = logging.getLogger(__name__)
 
 class InHand(NamedTuple):
     """One MQTT message the worker holds until it is acknowledged: where its topic routes it (a
-    `mqtt.Routed`), its body and content type, and its place in the PUBACK order (the in-flight entry `mqtt.RETAINED` describes)."""
+    `mqtt.Routed`), its body and content type, its place in the PUBACK order (the in-flight entry
+    `mqtt.RETAINED` describes), and what the body read as when it was read already (a retained message
+    the store was asked about, `retained_copies.with_read`), for its batch to take instead of reading it again."""
 
     routed: Any
     body: bytes
     content_type: str
     entry: list[Any]
+    read: Any = None
 
 
 def bridge_of(ingest: Callable[..., Any]) -> Any:
@@ -65,7 +68,8 @@ class BridgeBatches:
             routed = message.routed
             try:
                 submission = self.bridge.submission(routed.network, routed.event, message.body,
-                                                    content_type=message.content_type, path_ids=routed.path_ids)
+                                                    content_type=message.content_type, path_ids=routed.path_ids,
+                                                    read=message.read)
                 batch.append((n, mark(submission) if mark is not None else submission))
             except Exception as error:  # noqa: BLE001 - that message's fate, not the batch's
                 fates[n] = error

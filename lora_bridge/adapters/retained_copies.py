@@ -25,15 +25,22 @@ from lora_bridge.uplink_formats import Uplink
 log = logging.getLogger(__name__)
 
 
-def uplink_body_of(message: InHand) -> UplinkBody | None:
-    """The collar's DevEUI, frame counter and body of message when it reads as an uplink naming a DevEUI,
-    else None (it is filed, as any message is)."""
+def with_read(message: InHand) -> InHand:
+    """message with what its body reads as (`InHand.read`; None when it does not read): asked once, for the
+    store's answer here and for its batch when it is filed (`Bridge.submission`)."""
     routed = message.routed
     try:
         read = read_network_message(routed.network, routed.event, message.body, content_type=message.content_type,
                                     path_ids=routed.path_ids)
     except Exception:  # noqa: BLE001 - a body that does not read is the ingest's to keep as a dead letter
-        return None
+        return message
+    return message._replace(read=read)
+
+
+def uplink_body_of(message: InHand) -> UplinkBody | None:
+    """The collar's DevEUI, frame counter and body of message (`with_read`) when it read as an uplink naming
+    a DevEUI, else None (it is filed, as any message is)."""
+    read = message.read
     if not isinstance(read, Uplink) or not read.dev_eui:
         return None
     return read.dev_eui, read.f_cnt, message.body
@@ -47,8 +54,8 @@ class RetainedCopies:
         self.not_filed = 0  # retained messages acknowledged without a raw copy
 
     def held(self, messages: list[InHand]) -> list[tuple[str, int] | None]:
-        """For each of messages (each came with the retain flag), the collar's DevEUI and frame counter when
-        the store holds its body as that uplink already, else None. Counts those held."""
+        """For each of messages (each came with the retain flag and was read, `with_read`), the collar's DevEUI
+        and frame counter when the store holds its body as that uplink already, else None. Counts those held."""
         keys = [uplink_body_of(message) for message in messages]
         wanted = {key for key in keys if key is not None}
         if not wanted:
