@@ -53,7 +53,8 @@ class StoreRefusals:
         return self.said.refused(error_id)
 
     def note_kept(self) -> None:
-        """A body was kept: the store takes bodies again (a run of refusals, if one was on, ends)."""
+        """A body was kept: the store takes bodies again (a run of refusals, if one was on, ends). The webhook
+        calls it only while `error_id` or `said.total` says there is one to end."""
         self.error_id = None
         if self.said.total:  # the webhook's every 2xx: no call into the run while none is on
             self.said.kept()

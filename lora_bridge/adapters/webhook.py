@@ -274,7 +274,10 @@ async def _ingest(
                         said, network, label(event), error, extra={"network": network, "event": event, "error_id": said})
         return JSONResponse({"status": "unavailable", "reason": UNAVAILABLE_REASON, "error_id": said},
                             status_code=503, headers={"Retry-After": "60"})
-    refusals.note_kept()
+    # A body kept ends a refusal `/healthz` reports, or a run the log has not said the end of. Nearly every
+    # body ends neither, and is told so by two reads, not a call (`StoreRefusals.note_kept`).
+    if refusals.error_id is not None or refusals.said.total:
+        refusals.note_kept()
     if network == SOURCE_TTS and downlink_route:
         await _remember_route(headers, bridge, path_ids, result.device_id, result.raw_uplink_id)
     payload = {
