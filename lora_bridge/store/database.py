@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 from lora_bridge.errors import StoreNotOpened
 from lora_bridge.refusal_runs import RefusalRun
 from lora_bridge.settings import DATABASE_CONNECT_TIMEOUT_S, password_masked
-from lora_bridge.store import idle_ping, migrate, opened_file, write_lock
+from lora_bridge.store import idle_ping, migrate, opened_file, postgres_times, write_lock
 from lora_bridge.store.json_columns import json_text, json_value
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,8 @@ def open_database(
             write_engine = create_engine(url, connect_args=_store_connect_args(parsed, connect_timeout_s))
             # a connection pinged only after a rest, not before each batch: a round trip a batch fewer
             idle_ping.ping_after_rest(write_engine)
+            # times read as datetime.UTC itself: UTCDateTime keeps them as they are (`postgres_times`)
+            postgres_times.sessions_in_utc(write_engine)
             engines.append(write_engine)
             read_engine = write_engine
         # Read first, without the write lock: a store at the newest revision opens while another program

@@ -52,6 +52,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if _postgresql_takes_datetimes(self, dialect):
+            return _postgresql_as_utc()
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
         two_steps = super().bind_processor(dialect)
@@ -67,6 +69,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return process
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        if _postgresql_takes_datetimes(self, dialect):
+            return _postgresql_as_utc()
         two_steps = super().result_processor(dialect, coltype)
         if two_steps is None or not self._reads_sqlite_text(dialect, coltype):
             return two_steps  # PostgreSQL's driver returns datetimes; a SQLite DATETIME read some other way
@@ -118,6 +122,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         """Whether dialect reads this column as SQLite's text through SQLAlchemy's SQLite DATETIME."""
         return (dialect.name == "sqlite"
                 and self.impl_instance.result_processor(dialect, coltype) is processors.str_to_datetime)
+
+
+def _postgresql_takes_datetimes(column_type: UTCDateTime, dialect: Dialect) -> bool:
+    """Whether dialect is PostgreSQL's with a driver (psycopg) that binds and reads datetimes as they are."""
+    if dialect.name != "postgresql":
+        return False
+    impl = column_type.impl_instance.dialect_impl(dialect)
+    return impl.bind_processor(dialect) is None and impl.result_processor(dialect, None) is None
+
+
+def _postgresql_as_utc() -> Callable[[Any], Any]:
+    """UTCDateTime's processor both ways on PostgreSQL: one step (`postgres_times`, which reads this module)."""
+    from lora_bridge.store.postgres_times import as_utc_at_once
+
+    return as_utc_at_once
 
 
 def sqlite_text(value: datetime) -> str:
