@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import BigInteger, column, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -69,10 +69,12 @@ DEDUP_LOCK_SPACE = 7301
 # takes a slot of PostgreSQL's shared lock table (max_locks_per_transaction x max_connections, 6,400 by
 # default, for every session at once).
 LOCK_KEYS_AT_MOST = 1024
+# Its one column declared: SQLAlchemy keeps the result's shape with the compiled statement, where a plain
+# text's is described and mapped anew at every batch.
 _LOCK_KEYS = text(
-    "SELECT count(pg_advisory_xact_lock(:space, hashed)) FROM "
+    "SELECT count(pg_advisory_xact_lock(:space, hashed)) AS locked FROM "
     "(SELECT DISTINCT hashtext(key) AS hashed FROM unnest(CAST(:keys AS text[])) AS key ORDER BY hashed) AS batch_keys"
-).execution_options(**{bulk.TOUCHES_NO_ROWS: True})  # a batch's raw rows held back stay back
+).columns(column("locked", BigInteger)).execution_options(**{bulk.TOUCHES_NO_ROWS: True})  # a batch's raw rows held back stay back
 
 STAGE_PARSE = "parse"
 STAGE_DECODE = "decode"
