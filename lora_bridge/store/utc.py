@@ -32,7 +32,12 @@ class UTCDateTime(TypeDecorator[datetime]):
     dialect's formatting of a dict) cost about twice as much Python. It is read back in one step too
     (`result_processor`: the text and "+00:00" parsed by `datetime.fromisoformat`): the rules read
     hundreds of times a batch, and the two-step way (the dialect's parse, then this type's
-    `replace(tzinfo=UTC)`, a slow call on Python 3.11) cost about six times as much (docs/bridge-scale.md)."""
+    `replace(tzinfo=UTC)`, a slow call on Python 3.11) cost about six times as much (docs/bridge-scale.md).
+    A whole column of such texts read at SQLite's driver is parsed at once (`column_reader`).
+
+    On PostgreSQL, whose driver binds and reads aware datetimes of `timestamp with time zone` as they are, a
+    time goes both ways in one step (`postgres_times.as_utc_at_once`: a UTC time as it is, any other made
+    aware UTC as `as_utc` makes it), the store's sessions set to UTC so that psycopg reads UTC itself."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
