@@ -264,11 +264,16 @@ _BATCH_START_TABLES = frozenset({RawUplink.__table__, UpdateCampaign.__table__, 
 # batch runs them, building a statement with a literal list of a batch's values cost more than running
 # its cached compilation, and an expanding parameter renders the IN list again at every execution.
 @cache
-def _collars_read(euis: int, labels: int) -> Any:
+def _collars_read(euis: int, labels: int, with_cursors: bool) -> Any:
     """The collars by DevEUI or name with the animal wearing each (one at most: animals.device_id is
-    unique), one statement; euis, labels: their count buckets."""
-    return (select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id)
-            .where(or_(bulk.in_list(Device.dev_eui, "eui", euis), bulk.in_list(Device.device_id, "label", labels)))
+    unique), one statement; euis, labels: their count buckets. with_cursors: each collar's rule cursor
+    too (`rules_cursors.CURSOR_COLUMNS`, one at most: it is keyed by the collar), read with it where no
+    lock must come first (SQLite)."""
+    cursors = rules_cursors.CURSOR_COLUMNS if with_cursors else ()
+    read = select(Device, Animal, *cursors).outerjoin(Animal, Animal.device_id == Device.device_id)
+    if with_cursors:
+        read = read.outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
+    return (read.where(or_(bulk.in_list(Device.dev_eui, "eui", euis), bulk.in_list(Device.device_id, "label", labels)))
             .order_by(Device.device_id))
 
 
@@ -294,29 +299,33 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
                                                                                 u.network_scope))}
     if not euis and not labels:
         return
+    sqlite = session.get_bind().dialect.name == "sqlite"
     with session.no_autoflush:
         eui_count, label_count = bulk.in_list_size(len(euis)), bulk.in_list_size(len(labels))
-        rows = session.execute(_collars_read(eui_count, label_count),
+        rows = session.execute(_collars_read(eui_count, label_count, sqlite),
                                {**bulk.in_list_values("eui", list(euis), eui_count),
                                 **bulk.in_list_values("label", list(labels), label_count)}).all()
         # each collar's columns read once (`ColumnReads`), in the order found (a collar worn by several
         # animals comes once)
-        found = {device: _BATCH_COLLAR_READS(device) for device, _ in rows}
+        found = {row[0]: _BATCH_COLLAR_READS(row[0]) for row in rows}
         known = session.info.setdefault(devices.DEVICES_BY_EUI, {})
         for device, (_, eui, _) in found.items():  # the first by device_id, as `devices.resolve_device` picks
             if eui in euis and eui not in known:
                 known[eui] = device
         by_id = {device_id: device for device, (device_id, _, _) in found.items()}
         unstored = (euis - {eui for _, eui, _ in found.values()}, labels - set(by_id))
-        if session.get_bind().dialect.name == "sqlite":  # no other writer can file these collars meanwhile
+        if sqlite:  # no other writer can file these collars, nor move their cursors, meanwhile
             session.info[devices.UNSTORED] = unstored
+            # their rule cursors as read with them, for their rules (PostgreSQL's come with their lock)
+            rules_cursors.keep_read(session, {found[row[0]][0]: rules_cursors.cursor_of(found[row[0]][0], row[2:])
+                                              for row in rows})
         else:  # a collar first heard in the batch gets an animal: their ids in one round trip, not one each
             expect_ids(session, {Animal: len(unstored[0]) + sum(1 for u in uplinks if not u.dev_eui and u.device_id
                                                                 and u.device_id in unstored[1])})
         # Their rule cursors before anything of theirs is written (`rules_cursors`' lock order).
         rules_cursors.lock_cursors(session, by_id)
         animals = session.info.setdefault(devices.ANIMALS_BY_DEVICE, {})
-        for device, animal in rows:
+        for device, animal, *_ in rows:
             if animal is not None:  # worn on this collar (the join's condition): its id read with the collar's
                 animals.setdefault(found[device][0], animal)
         keys = set()

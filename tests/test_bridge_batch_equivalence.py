@@ -267,11 +267,12 @@ def test_a_herd_alerting_in_one_delivery_reads_ahead_once_and_files_its_alerts_a
 
 
 @pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_a_herd_batch_judges_its_collars_as_it_read_them_reading_only_their_cursors_again(
+def test_a_herd_batch_judges_its_collars_and_their_cursors_as_it_read_them(
         engine, request, tmp_path, monkeypatch):
-    """The collars and the animals wearing them that a batch read (or made) before applying their
-    uplinks are the ones its rules judge: the rules read only the collars' cursors, and every table
-    holds what it holds when they read the collars again."""
+    """The collars, the animals wearing them and their rule cursors that a batch read (or made) before
+    applying their uplinks are the ones its rules judge: the rules read none of them again (but the
+    cursors of collars the batch filed as new), and every table holds what it holds when they read the
+    collars again."""
     herd = synthetic_bodies(collars=6, hours=8)
     herd += [b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 7 * 3600), device_id=f"bench-00{n}", f_cnt=900)
              for n in range(2)]
@@ -288,15 +289,26 @@ def test_a_herd_batch_judges_its_collars_as_it_read_them_reading_only_their_curs
                 results = bridge.ingest_batch([Submission("tts", None, body) for body in batch])
                 assert {r.status for r in results} <= {"processed", "duplicate"}  # a copy from a second gateway
             dumps.append(stored(bridge))
-        # the rules' own read of collars, animals and cursors (the batch's read of its collars joins no cursor)
+        # the rules' own read of collars, animals and cursors (the batch's read of its collars asks by DevEUI too)
         joined_reads.append(sum(s.startswith("SELECT devices.") and "JOIN animals" in s and "JOIN rule_cursors" in s
-                                for s in said))
-        # the cursors read whole (PostgreSQL also takes their locks, FOR UPDATE, before anything of theirs is written)
-        cursor_reads.append(sum(s.startswith("SELECT rule_cursors.device_id, rule_cursors.position_id")
-                                and "FOR UPDATE" not in s for s in said))
+                                and "devices.dev_eui IN" not in s for s in said))
+        # the cursors read whole: with the batch's collars on SQLite, with their locks (FOR UPDATE, before
+        # anything of theirs is written) on PostgreSQL; never again by the rules
+        cursor_reads.append((
+            sum(s.startswith("SELECT devices.") and "devices.dev_eui IN" in s and "JOIN rule_cursors" in s for s in said),
+            sum(s.startswith("SELECT rule_cursors.device_id, rule_cursors.position_id") and "FOR UPDATE" in s
+                for s in said),
+            sum(s.startswith("SELECT rule_cursors.device_id, rule_cursors.position_id") and "FOR UPDATE" not in s
+                for s in said)))
 
     assert joined_reads == [0, len(batches)]
-    assert cursor_reads[0] == len(batches)
+    with_the_batch, locks, read_alone = cursor_reads[0]
+    if engine == "sqlite":
+        # read with the collars, and alone only for the collars a batch files as new (no cursor kept for
+        # them): the first batch's six, the last batch's two mortality alerts sent under DevEUIs of their own
+        assert (with_the_batch, locks, read_alone) == (len(batches), 0, 2)
+    else:  # read with their locks; a new collar's taken (and read) when its first fixes are written
+        assert (with_the_batch, read_alone) == (0, 0) and locks >= len(batches)
     held, read_again = dumps
     assert len(held["alerts"]) >= 2 and held["rule_cursors"]
     for name in TABLES:

@@ -27,6 +27,11 @@ releases it).
 
 SQLite has one writer at a time: nothing to take there.
 
+A batch's cursors are read once: on PostgreSQL with their lock (`lock_cursors` reads their columns as it
+takes them), on SQLite with the collars (`pipeline.read_batch`). Kept in `session.info` (`keep_read`),
+they are what the rules of the batch's collars judge from (`take_read`), not read again; any cursor
+written (`write_cursors`) drops them, so a read kept is never older than this transaction's last write.
+
 The rules read and move a cursor as plain values (`Cursor`, read by `read_cursors` or with the collar's
 row), never as a mapped object: the unit of work's bookkeeping of some fifty cursors a batch (loading,
 attribute history, the flush's comparison of every changed column) cost more than the rules' judging of
@@ -51,10 +56,13 @@ from lora_bridge.store.transaction_info import held_until_transaction_end
 
 # session.info key: the collars whose cursor rows this transaction holds, taken outside a savepoint.
 HELD = held_until_transaction_end("tembo_cursors_held")
+# session.info key: the cursors read with the batch's collars or their lock (`keep_read`), by collar.
+READ = held_until_transaction_end("tembo_cursors_read")
 
 
 def lock_cursors(session: Session, device_ids: Iterable[str]) -> None:
-    """Take these collars' cursor rows (created when missing) for this transaction, in sorted order."""
+    """Take these collars' cursor rows (created when missing) for this transaction, in sorted order;
+    their values, read as they are taken, kept for the rules (`keep_read`)."""
     if session.get_bind().dialect.name != "postgresql":
         return
     held = session.info.get(HELD, ())
@@ -67,18 +75,48 @@ def lock_cursors(session: Session, device_ids: Iterable[str]) -> None:
         _create_missing(session, missing)
         taken.update(_take(session, missing))
     _remember(session, taken)
+    if not session.in_nested_transaction():  # as held: a rollback to the savepoint would release them
+        keep_read(session, taken)
 
 
-def _take(session: Session, collars: list[str]) -> set[str]:
-    return set(session.scalars(
-        select(RuleCursor.device_id).where(RuleCursor.device_id.in_(collars))
+def _take(session: Session, collars: list[str]) -> dict[str, Cursor]:
+    """The cursors of these collars that are stored, taken (locked) and read in one statement."""
+    rows = session.execute(
+        select(*CURSOR_COLUMNS).where(RuleCursor.device_id.in_(collars))
         .order_by(RuleCursor.device_id).with_for_update()
-    ))
+    )
+    return {row[0]: Cursor(row[0], True, row[1], row[2], row[3]) for row in rows}
 
 
 def _remember(session: Session, collars: Iterable[str]) -> None:
     if not session.in_nested_transaction():
         session.info.setdefault(HELD, set()).update(collars)
+
+
+def keep_read(session: Session, cursors: dict[str, Cursor]) -> None:
+    """Keep these cursors as this transaction read them, for the rules of their collars (`take_read`):
+    each current until a cursor is written (`write_cursors` drops them all)."""
+    session.info.setdefault(READ, {}).update(cursors)
+
+
+def kept_read_covers(session: Session, device_ids: list[str]) -> bool:
+    """True when the cursor of every collar of device_ids is kept (`keep_read`)."""
+    kept = session.info.get(READ)
+    if not kept:
+        return False
+    for device_id in device_ids:  # a loop, not all() over a generator: each of a generator's items is a call
+        if device_id not in kept:
+            return False
+    return True
+
+
+def take_read(session: Session, device_ids: list[str]) -> dict[str, Cursor] | None:
+    """The kept cursors of device_ids (`keep_read`), each taken once, so never judged from twice; None
+    (and none taken) unless every one is kept."""
+    if not kept_read_covers(session, device_ids):
+        return None
+    kept = session.info[READ]
+    return {device_id: kept.pop(device_id) for device_id in device_ids}
 
 
 def _create_missing(session: Session, collars: list[str]) -> None:
@@ -199,6 +237,7 @@ def write_cursors(session: Session, cursors: list[Cursor]) -> None:
     lock order), one INSERT of the new ones; each then counts as stored."""
     if not cursors:
         return
+    session.info.pop(READ, None)  # a cursor kept as read may be one of these: no longer current
     stored = sorted([c for c in cursors if c.stored], key=_COLLAR_OF)
     new = [c for c in cursors if not c.stored]
     connection = session.connection()

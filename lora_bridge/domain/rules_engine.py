@@ -69,8 +69,10 @@ from lora_bridge.domain.rules_cursors import (
     Cursor,
     alerts_of_free_collars,
     cursor_of,
+    kept_read_covers,
     lock_cursor,
     read_cursors,
+    take_read,
     write_cursors,
 )
 from lora_bridge.domain.rules_cursors import HELD as CURSORS_HELD
@@ -254,8 +256,10 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
     reads = _collars_reads(size)
     theirs = bulk.in_list_values("device", list(device_ids), size)
     held = _collars_held(session, device_ids)
-    if held is not None:  # only their cursors are read
-        cursors = read_cursors(session, device_ids)
+    if held is not None:  # only their cursors are read, unless the batch read them already
+        cursors = take_read(session, device_ids)
+        if cursors is None:
+            cursors = read_cursors(session, device_ids)
         rows = {device_id: (device, animal, cursors.get(device_id) or Cursor(device_id, False))
                 for device_id, (device, animal) in held.items()}
     else:
@@ -575,17 +579,22 @@ def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[s
     savepoint of its own (each collar read in its turn, after its cursor is locked:
     `rules_cursors.lock_cursor`). On PostgreSQL collars are taken together when this transaction holds
     all their cursors already (an ingest batch took them before anything else of theirs,
-    `rules_cursors.HELD`), else one by one."""
+    `rules_cursors.HELD`), else one by one.
+
+    A lone collar is read and judged so too when its batch read its cursor (`rules_cursors.keep_read`):
+    then its open alerts are all it reads before its track, where its own read would take its collar's
+    row again with the cursor; else its own reads are fewer, and it is judged one by one."""
     done: dict[str, Steps] = {}
     collars = list(dict.fromkeys(device_ids))
     sqlite = session.get_bind().dialect.name == "sqlite"
     for first in range(0, len(collars), READ_AT_ONCE):
         chunk = collars[first:first + READ_AT_ONCE]
-        together = sqlite or set(chunk) <= session.info.get(CURSORS_HELD, set())
-        if together and len(chunk) > 1:  # a lone collar: its own two reads are fewer
+        together = (sqlite or set(chunk) <= session.info.get(CURSORS_HELD, set())) and (
+            len(chunk) > 1 or kept_read_covers(session, chunk))
+        if together:
             session.info[COLLARS_READ] = _read_collars(session, runtime, chunk)
         try:
-            if not (together and len(chunk) > 1 and _judged_together(session, runtime, chunk, done)):
+            if not (together and _judged_together(session, runtime, chunk, done)):
                 _judged_one_by_one(session, runtime, chunk, done)
         finally:
             session.info.pop(COLLARS_READ, None)
