@@ -317,8 +317,7 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
         if sqlite:  # no other writer can file these collars, nor move their cursors, meanwhile
             session.info[devices.UNSTORED] = unstored
             # their rule cursors as read with them, for their rules (PostgreSQL's come with their lock)
-            rules_cursors.keep_read(session, {found[row[0]][0]: rules_cursors.cursor_of(found[row[0]][0], row[2:])
-                                              for row in rows})
+            rules_cursors.keep_read_columns(session, [(found[row[0]][0], row[2:]) for row in rows])
         else:  # a collar first heard in the batch gets an animal: their ids in one round trip, not one each
             expect_ids(session, {Animal: len(unstored[0]) + sum(1 for u in uplinks if not u.dev_eui and u.device_id
                                                                 and u.device_id in unstored[1])})

@@ -99,6 +99,13 @@ def keep_read(session: Session, cursors: dict[str, Cursor]) -> None:
     session.info.setdefault(READ, {}).update(cursors)
 
 
+def keep_read_columns(session: Session, read: list[tuple[str, Any]]) -> None:
+    """keep_read of cursors read as CURSOR_COLUMNS with their collars: (device_id, the columns) each, the
+    columns all None for a collar with no cursor stored yet (as `cursor_of` makes it, a call less each)."""
+    keep_read(session, {device_id: Cursor(device_id, True, row[1], row[2], row[3]) if row[0] is not None
+                        else Cursor(device_id, False) for device_id, row in read})
+
+
 def kept_read_covers(session: Session, device_ids: list[str]) -> bool:
     """True when the cursor of every collar of device_ids is kept (`keep_read`)."""
     kept = session.info.get(READ)
