@@ -43,7 +43,8 @@ class Submission:
     # When the bridge first kept the body, if before this hand-in (the durable intake's journal).
     received_at: datetime | None = None
     # What the body holds, when it was read already (the durable intake reads each on arrival; an MQTT
-    # worker each retained message, to ask the store for it: `Bridge.submission`).
+    # worker each message as it names its kind, `mqtt_hand_in.read_as_its_batch`, and each retained one
+    # before, to ask the store for it: `Bridge.submission`).
     message: Any = field(default=None, repr=False)
     # A body of a collar another worker owns (`lora_bridge.collar_shares`): its batch keeps it for that
     # worker (a hand-over row, in the batch's transaction) instead of applying it.

@@ -20,8 +20,10 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from lora_bridge.errors import StoreUnavailable
+from lora_bridge.errors import MalformedUplink, StoreUnavailable
 from lora_bridge.group_commit import MAX_BATCH, Submission
+from lora_bridge.network_messages import NetworkEvent, read_network_message
+from lora_bridge.uplink_formats import Uplink
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,11 @@ class BridgeBatches:
                 submission = self.bridge.submission(routed.network, routed.event, message.body,
                                                     content_type=message.content_type, path_ids=routed.path_ids,
                                                     read=message.read)
-                batch.append((n, mark(submission) if mark is not None else submission))
+                if mark is not None:
+                    mark(submission)
+                if submission.message is None and not submission.for_owner:
+                    submission.message = read_as_its_batch(submission)
+                batch.append((n, submission))
             except Exception as error:  # noqa: BLE001 - that message's fate, not the batch's
                 fates[n] = error
         if batch:
@@ -91,6 +97,20 @@ class BridgeBatches:
                                     content_type=submission.content_type, path_ids=submission.path_ids)
         except Exception as unkept:  # noqa: BLE001 - the worker retries or keeps it
             return unkept
+        return None
+
+
+def read_as_its_batch(submission: Submission) -> Uplink | NetworkEvent | MalformedUplink | None:
+    """What submission's batch reads its body as (`pipeline.keep_and_apply`: a MalformedUplink is the read of a
+    body it keeps as a dead letter), read as soon as `Bridge.submission` named its kind: a TTS body's JSON,
+    parsed to name it, is still in hand (`network_messages.event_name_of`) and is not parsed again. None for a
+    reader that fails otherwise: the batch reads that body itself and meets the failure, as it always did."""
+    try:
+        return read_network_message(submission.network, submission.event, submission.body,
+                                    content_type=submission.content_type, path_ids=submission.path_ids)
+    except MalformedUplink as refused:
+        return refused
+    except Exception:  # noqa: BLE001 - a reader's bug is the batch's to meet and keep, not this message's fate
         return None
 
 
