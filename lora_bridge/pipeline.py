@@ -267,9 +267,9 @@ _BATCH_START_TABLES = frozenset({RawUplink.__table__, UpdateCampaign.__table__, 
 def _collars_read(euis: int, labels: int, with_cursors: bool) -> Any:
     """The collars by DevEUI or name with the animal wearing each (one at most: animals.device_id is
     unique), one statement; euis, labels: their count buckets. with_cursors: each collar's rule cursor
-    too (`rules_cursors.CURSOR_COLUMNS`, one at most: it is keyed by the collar), read with it where no
-    lock must come first (SQLite)."""
-    cursors = rules_cursors.CURSOR_COLUMNS if with_cursors else ()
+    too (`rules_cursors.CURSOR_TEXT_COLUMNS`, one at most: it is keyed by the collar, its times as SQLite's
+    texts), read with it where no lock must come first (SQLite)."""
+    cursors = rules_cursors.CURSOR_TEXT_COLUMNS if with_cursors else ()
     read = select(Device, Animal, *cursors).outerjoin(Animal, Animal.device_id == Device.device_id)
     if with_cursors:
         read = read.outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
@@ -299,7 +299,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
                                                                                 u.network_scope))}
     if not euis and not labels:
         return
-    sqlite = session.get_bind().dialect.name == "sqlite"
+    dialect = session.get_bind().dialect
+    sqlite = dialect.name == "sqlite"
     with session.no_autoflush:
         eui_count, label_count = bulk.in_list_size(len(euis)), bulk.in_list_size(len(labels))
         rows = session.execute(_collars_read(eui_count, label_count, sqlite),
@@ -317,7 +318,7 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
         if sqlite:  # no other writer can file these collars, nor move their cursors, meanwhile
             session.info[devices.UNSTORED] = unstored
             # their rule cursors as read with them, for their rules (PostgreSQL's come with their lock)
-            rules_cursors.keep_read_columns(session, [(found[row[0]][0], row[2:]) for row in rows])
+            rules_cursors.keep_read_columns(session, dialect, [(found[row[0]][0], row[2:]) for row in rows])
         else:  # a collar first heard in the batch gets an animal: their ids in one round trip, not one each
             expect_ids(session, {Animal: len(unstored[0]) + sum(1 for u in uplinks if not u.dev_eui and u.device_id
                                                                 and u.device_id in unstored[1])})

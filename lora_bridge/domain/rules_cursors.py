@@ -44,13 +44,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import String, bindparam, insert, select, type_coerce, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from lora_bridge.store import bulk, driver_rows
+from lora_bridge.store import bulk, driver_reads, driver_rows
 from lora_bridge.store.tables import Alert, Device, RuleCursor
 from lora_bridge.store.transaction_info import held_until_transaction_end
 
@@ -99,11 +100,23 @@ def keep_read(session: Session, cursors: dict[str, Cursor]) -> None:
     session.info.setdefault(READ, {}).update(cursors)
 
 
-def keep_read_columns(session: Session, read: list[tuple[str, Any]]) -> None:
-    """keep_read of cursors read as CURSOR_COLUMNS with their collars: (device_id, the columns) each, the
-    columns all None for a collar with no cursor stored yet (as `cursor_of` makes it, a call less each)."""
-    keep_read(session, {device_id: Cursor(device_id, True, row[1], row[2], row[3]) if row[0] is not None
-                        else Cursor(device_id, False) for device_id, row in read})
+def keep_read_columns(session: Session, dialect: Dialect, read: list[tuple[str, Any]]) -> None:
+    """keep_read of cursors read as CURSOR_TEXT_COLUMNS with their collars on dialect (SQLite): (device_id,
+    the columns) each, the columns all None for a collar with no cursor stored yet (as `cursor_of` makes
+    it, without its call). The two times, read untyped, are read a column at once
+    (`driver_reads.column_readers`: the same aware UTC times the ORM's processor gives value by value, a
+    None kept), not through a processor call a value."""
+    kept = {device_id: Cursor(device_id, False) for device_id, row in read if row[0] is None}
+    stored = [(device_id, row) for device_id, row in read if row[0] is not None]
+    if stored:
+        read_position_times, read_status_times = driver_reads.column_readers(dialect, _CURSOR_TIMES)
+        rows = [row for _, row in stored]
+        position_times = read_position_times(list(map(_POSITION_TIME, rows)))  # map: no call a row
+        status_times = read_status_times(list(map(_STATUS_TIME, rows)))
+        kept.update({device_id: Cursor(device_id, True, row[1], position_time, status_time)
+                     for (device_id, row), position_time, status_time
+                     in zip(stored, position_times, status_times, strict=True)})
+    keep_read(session, kept)
 
 
 def kept_read_covers(session: Session, device_ids: list[str]) -> bool:
@@ -203,6 +216,14 @@ class Cursor:
 
 # The columns a cursor is read with, in `Cursor`'s order (after stored): the collar's row of them.
 CURSOR_COLUMNS = (RuleCursor.device_id, RuleCursor.position_id, RuleCursor.position_time, RuleCursor.status_time)
+# The same columns as a batch reads them with its collars on SQLite (`pipeline.read_batch`): the two times
+# untyped, SQLite's texts the ORM leaves as they are (its processor a value, a call each, left out), read a
+# column at once by `keep_read_columns`.
+_CURSOR_TIMES = (RuleCursor.position_time.type, RuleCursor.status_time.type)
+_POSITION_TIME, _STATUS_TIME = itemgetter(2), itemgetter(3)  # of a row of CURSOR_TEXT_COLUMNS, in C
+CURSOR_TEXT_COLUMNS = (RuleCursor.device_id, RuleCursor.position_id,
+                       type_coerce(RuleCursor.position_time, String).label("cursor_position_time"),
+                       type_coerce(RuleCursor.status_time, String).label("cursor_status_time"))
 _CURSORS = frozenset({RuleCursor.__table__})
 # The bound name of the collar in the cursors' UPDATE (a column's name would be taken for a SET).
 _COLLAR = "tembo_cursor_collar"

@@ -15,6 +15,7 @@ parameters and returns typed values).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -72,10 +73,50 @@ def result_processors(dialect: Dialect, types: list[Any]) -> tuple[tuple[int, An
     for position, column_type in enumerate(types):
         process = column_type._cached_result_processor(dialect, None)  # noqa: SLF001
         if process is not None:
-            # the type as the dialect reads it (a decorator's SQLite DATETIME), as for its processor
-            reader = getattr(column_type.dialect_impl(dialect), "column_reader", None)
-            found.append((position, process, process(None) is None, reader(dialect) if reader else None))
+            found.append((position, process, process(None) is None, _own_column_reader(dialect, column_type)))
     return tuple(found)
+
+
+def _own_column_reader(dialect: Dialect, column_type: Any) -> Callable[[Sequence[Any]], list[Any]] | None:
+    """column_type's reader of a whole column on dialect (`UTCDateTime.column_reader`), None where it has none."""
+    # the type as the dialect reads it (a decorator's SQLite DATETIME), as for its processor
+    reader = getattr(column_type.dialect_impl(dialect), "column_reader", None)
+    return reader(dialect) if reader else None
+
+
+# Column readers by dialect, then by the column types read together (`column_readers`)
+_READERS: WeakKeyDictionary[Dialect, dict[tuple[Any, ...], tuple[Any, ...]]] = WeakKeyDictionary()
+
+
+def column_readers(dialect: Dialect, types: tuple[Any, ...]) -> tuple[Callable[[Sequence[Any]], list[Any]], ...]:
+    """A reader of each of types (columns read untyped, their processors left out of the read): a whole
+    column of values as dialect's driver returns them read into the values SQLAlchemy's execution gives
+    value by value, through the type's column reader where it has one (`UTCDateTime.column_reader`), else
+    its result processor. Made once per dialect and types."""
+    by_types = _READERS.get(dialect)
+    if by_types is None:
+        by_types = _READERS.setdefault(dialect, {})
+    readers = by_types.get(types)
+    if readers is None:
+        readers = by_types[types] = tuple(_own_column_reader(dialect, column_type)
+                                          or _processor_reader(dialect, column_type) for column_type in types)
+    return readers
+
+
+def _processor_reader(dialect: Dialect, column_type: Any) -> Callable[[Sequence[Any]], list[Any]]:
+    """A reader of a column through column_type's result processor on dialect, value by value (a None
+    skipped where the processor reads it as None)."""
+    process = column_type.dialect_impl(dialect).result_processor(dialect, None)
+    none_read_as_none = process is None or process(None) is None
+
+    def read(values: Sequence[Any]) -> list[Any]:
+        if process is None:
+            return list(values)
+        if none_read_as_none:
+            return [None if value is None else process(value) for value in values]
+        return list(map(process, values))
+
+    return read
 
 
 def rows_of(connection: Connection, statement: Any, params: dict[str, Any]) -> list[Any]:
