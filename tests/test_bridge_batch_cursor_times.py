@@ -1,15 +1,18 @@
 """A batch's rule cursors as Tembo reads them with its collars on SQLite (`pipeline.read_batch`): the two
 times read as SQLite's texts and parsed a column at once (`rules_cursors.keep_read_columns`), the same
-aware UTC times as the cursors' own read, for a count of Python calls that does not grow with the herd."""
+aware UTC times as the cursors' own read, for a count of Python calls that does not grow with the herd;
+and a new herd's first batch judges its new collars from cursors known without a read."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import bridge_builders as b
 import pytest
 from sqlalchemy import create_engine, delete, event, insert
 from sqlalchemy.orm import Session
 from test_bridge_batch_driver_reads import _calls  # cProfile's count of a read's Python calls
+from test_bridge_small_batch_cursors import _cursors_and_newest_fixes, _fix, _reads_of_collars_and_cursors
 
 from lora_bridge import pipeline
 from lora_bridge.domain import rules_cursors
@@ -91,3 +94,17 @@ def test_a_batch_reads_its_collars_cursor_times_for_calls_that_do_not_grow_with_
 
     assert with_cursors - without < len(_HERD), (with_cursors, without)
 
+
+def test_a_new_herds_first_batch_reads_no_cursor_of_its_own(sqlite_url):
+    """Four collars first heard together: their rules judge them from cursors known without a read (a
+    collar just filed has none stored), and move each to its collar's newest fix and status."""
+    herd = [f"tembo-{n:02d}" for n in range(4)]
+    with b.fresh_bridge(sqlite_url) as bridge:
+        said = b.statements_of(bridge)
+        results = bridge.ingest_batch([_fix(collar, 1, 0) for collar in herd])
+        reads = _reads_of_collars_and_cursors(said)
+        cursors, newest = _cursors_and_newest_fixes(bridge)
+
+    assert [r.status for r in results] == ["processed"] * len(herd)
+    assert reads == (1, 0)
+    assert cursors == newest and set(cursors) == set(herd)

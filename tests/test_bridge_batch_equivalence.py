@@ -270,9 +270,9 @@ def test_a_herd_alerting_in_one_delivery_reads_ahead_once_and_files_its_alerts_a
 def test_a_herd_batch_judges_its_collars_and_their_cursors_as_it_read_them(
         engine, request, tmp_path, monkeypatch):
     """The collars, the animals wearing them and their rule cursors that a batch read (or made) before
-    applying their uplinks are the ones its rules judge: the rules read none of them again (but the
-    cursors of collars the batch filed as new), and every table holds what it holds when they read the
-    collars again."""
+    applying their uplinks are the ones its rules judge: the rules read none of them again (a collar the
+    batch filed as new has no cursor stored, known without a read), and every table holds what it holds
+    when they read the collars again."""
     herd = synthetic_bodies(collars=6, hours=8)
     herd += [b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 7 * 3600), device_id=f"bench-00{n}", f_cnt=900)
              for n in range(2)]
@@ -304,9 +304,9 @@ def test_a_herd_batch_judges_its_collars_and_their_cursors_as_it_read_them(
     assert joined_reads == [0, len(batches)]
     with_the_batch, locks, read_alone = cursor_reads[0]
     if engine == "sqlite":
-        # read with the collars, and alone only for the collars a batch files as new (no cursor kept for
-        # them): the first batch's six, the last batch's two mortality alerts sent under DevEUIs of their own
-        assert (with_the_batch, locks, read_alone) == (len(batches), 0, 2)
+        # read with the collars; never alone: a collar a batch files as new (the first batch's six, the last
+        # batch's two mortality alerts sent under DevEUIs of their own) has none stored, known without a read
+        assert (with_the_batch, locks, read_alone) == (len(batches), 0, 0)
     else:  # read with their locks; a new collar's taken (and read) when its first fixes are written
         assert (with_the_batch, read_alone) == (0, 0) and locks >= len(batches)
     held, read_again = dumps

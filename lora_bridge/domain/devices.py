@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lora_bridge.domain import rules_cursors
 from lora_bridge.errors import InvalidHerdChange, MalformedUplink, UnknownDevice
 from lora_bridge.store import bulk
 from lora_bridge.store.ids import take_id
@@ -309,6 +310,9 @@ def _named_or_new(
         # a new herd's collars held back till the batch needs them (`bulk.defer_add`), then written
         # together by one insert, as their placeholder animals are (`ensure_animal`): not by the flush
         bulk.defer_add(session, [device])
+        # its rule cursor known without a read: a collar just filed has none stored (SQLite's batch, no
+        # other writer meanwhile), kept for its rules as the batch's found collars' are (`rules_cursors`)
+        rules_cursors.keep_read(session, {key: rules_cursors.Cursor(key, False)})
     else:
         session.add(device)
         session.flush()
