@@ -28,7 +28,9 @@ releases it).
 SQLite has one writer at a time: nothing to take there.
 
 A batch's cursors are read once: on PostgreSQL with their lock (`lock_cursors` reads their columns as it
-takes them), on SQLite with the collars (`pipeline.read_batch`). Kept in `session.info` (`keep_read`),
+takes them), on SQLite with the collars (`pipeline.read_batch`, the times a column at once: `keep_read_columns`);
+a collar a SQLite batch files as new has none stored, known without a read (`devices._named_or_new`). Kept in
+`session.info` (`keep_read`),
 they are what the rules of the batch's collars judge from (`take_read`), not read again; any cursor
 written (`write_cursors`) drops them, so a read kept is never older than this transaction's last write.
 
