@@ -59,8 +59,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A Session for queries only; nothing it does is committed."""
-        with self._read_sessions() as session:
+        """A Session for queries only; nothing it does is committed. Its connection is pinged when taken
+        (`idle_ping.pinged_at_checkout`): a read has no second way if the server ended it."""
+        with idle_ping.pinged_at_checkout(), self._read_sessions() as session:
             try:
                 yield session
             finally:

@@ -11,13 +11,18 @@ dropped, with every connection pooled before it, and a new one opened in its pla
 A connection that dies within that moment fails the statement that finds it out, as any connection
 dying in a transaction does: SQLAlchemy then drops it and every connection pooled before it, and the
 batch goes the two-step way on a new connection (`pipeline.store_and_process_batch`), so nothing
-acknowledged is lost.
+acknowledged is lost. A read (a ranger's device list, the dashboard) has no such second way: its
+connection is pinged at every checkout, as with `pool_pre_ping` (`pinged_at_checkout`), or the first read
+after an administrator ended the connections would be answered 503 while the store is up.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event, exc
@@ -30,6 +35,18 @@ log = logging.getLogger(__name__)
 IDLE_BEFORE_PING_S = 1.0
 # The connection record's note of when the connection came back to the pool (None: opened since).
 RETURNED_AT = "tembo_returned_at"
+# Whether the connections taken now are pinged whatever their rest (`pinged_at_checkout`).
+_ALWAYS_PING: ContextVar[bool] = ContextVar("tembo_always_ping", default=False)
+
+
+@contextmanager
+def pinged_at_checkout() -> Iterator[None]:
+    """Within it, a connection taken from the pool is pinged however briefly it rested (the store's reads)."""
+    token = _ALWAYS_PING.set(True)
+    try:
+        yield
+    finally:
+        _ALWAYS_PING.reset(token)
 
 
 def ping_after_rest(engine: Engine) -> None:
@@ -50,7 +67,7 @@ def ping_after_rest(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def _taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         returned = record.info.get(RETURNED_AT)
-        if returned is None or time.monotonic() - returned <= IDLE_BEFORE_PING_S:
+        if returned is None or (time.monotonic() - returned <= IDLE_BEFORE_PING_S and not _ALWAYS_PING.get()):
             return
         try:
             dialect.do_ping(dbapi_connection)

@@ -1,0 +1,63 @@
+"""The reserve's PostgreSQL is restarted (a fast shutdown for an upgrade, an immediate one as a crash would)
+while collars report through a running bridge: uplinks are answered 503 while it is down, never 500, and once
+it is back every uplink the network server was told was taken is stored and applied once."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import bridge_process as bp
+import pytest
+
+from tembo.local_services import TEMPLATE_DATABASE, PostgresServer
+
+UPLINKS = 300
+
+
+@pytest.fixture(scope="module")
+def durable_server() -> Iterator[PostgresServer]:
+    """A server of this module's own (restarted by its tests), which keeps every commit it acknowledged."""
+    with PostgresServer.started(Path(tempfile.mkdtemp(prefix="tembo-pg-")), durable=True) as server:
+        yield server
+        server._admin = None  # its admin connection ended with the first restart
+
+
+def _restart(server: PostgresServer, mode: str) -> None:
+    """pg_ctl restart in mode ('fast': sessions ended, 'immediate': as a crash, recovered at start)."""
+    server._as_postgres(str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(server.folder / "server.log"),
+                        "-m", mode, "-w", "restart")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+@pytest.mark.parametrize("ack", ["applied", "durable"])
+def test_a_restarted_store_is_answered_503_and_loses_nothing_acknowledged(durable_server, port, ack, mode):
+    name = f"tembo_restart_{ack}_{mode}"
+    durable_server.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE}")
+    url = durable_server.url(name)
+    load = bp.Load()
+    try:
+        with bp.bridge_process(url, port, webhook_ack=ack) as bridge:
+            poster = threading.Thread(target=bp.post_all, args=(bridge.url, range(UPLINKS), load))
+            poster.start()
+            while len(load.answers) < UPLINKS // 4 and poster.is_alive():
+                time.sleep(0.05)
+            _restart(durable_server, mode)
+            poster.join()
+            first_answers = dict(load.answers)
+            bp.retry_until_acknowledged(bridge.url, load, range(UPLINKS))
+            deadline = time.monotonic() + 30
+            while bp.lost_and_twice(url, load.acknowledged())["pending"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            figures = bp.lost_and_twice(url, load.acknowledged())
+    finally:
+        durable_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    statuses = sorted(set(first_answers.values()))
+    print(bp.report({**figures, "statuses": statuses, "ack": ack, "mode": mode}))
+    assert (figures["acknowledged"], figures["lost"], figures["applied_twice"]) == (UPLINKS, 0, 0)
+    assert [status for status in first_answers.values() if status >= 500 and status != 503] == []
