@@ -444,7 +444,10 @@ def process_raw(
     for attempt in (1, 2):
         try:
             with db.write() as session:
-                return _process(session, raw_uplink_id, codec, settings, rules_file, dead_letter_id)
+                result = _process(session, raw_uplink_id, codec, settings, rules_file, dead_letter_id)
+            if db.unapplied_bodies.total:  # a run of bodies the store could not apply: this one ends it
+                db.unapplied_bodies.kept()
+            return result
         except IntegrityError as error:
             if attempt == 1:
                 continue  # another worker created the same collar or claim a moment ago: read again
@@ -476,9 +479,10 @@ def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None,
     said, driver = failure["error_id"], failure["driver_said"]
     named = ingest.uplinks_named([submission]) if submission is not None else "?"
     if is_transient_store_error(error):
-        log.warning("store unavailable while processing raw_uplink_id=%d %s; retried later: %s",
-                    raw_uplink_id, named, said_of(failure),
-                    extra={"raw_uplink_id": raw_uplink_id, "uplinks": named, **failure})
+        if db.unapplied_bodies.refused(said):  # the first of a run in full, the others summed up
+            log.warning("store unavailable while processing raw_uplink_id=%d %s; retried later: %s",
+                        raw_uplink_id, named, said_of(failure),
+                        extra={"raw_uplink_id": raw_uplink_id, "uplinks": named, **failure})
         return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id,
                             reason=f"{store_unavailable(error)} error_id={said}")
     told = f"processing failed: {type(error).__name__}: {driver} error_id={said}"

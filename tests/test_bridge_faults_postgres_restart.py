@@ -61,3 +61,49 @@ def test_a_restarted_store_is_answered_503_and_loses_nothing_acknowledged(durabl
     print(bp.report({**figures, "statuses": statuses, "ack": ack, "mode": mode}))
     assert (figures["acknowledged"], figures["lost"], figures["applied_twice"]) == (UPLINKS, 0, 0)
     assert [status for status in first_answers.values() if status >= 500 and status != 503] == []
+
+
+def _stop(server: PostgresServer) -> None:
+    """pg_ctl stop, fast: sessions ended, the server down until `_start`."""
+    server._as_postgres(str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "fast", "-w", "stop")
+
+
+def _start(server: PostgresServer) -> None:
+    """pg_ctl start on the server's port and socket, as it first started."""
+    options = f"-p {server.port} -k {server.socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    server._as_postgres(str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(server.folder / "server.log"),
+                        "-o", options, "-w", "start")
+
+
+@pytest.mark.postgres
+def test_a_store_down_while_taken_bodies_wait_to_be_applied_is_said_once_not_once_a_body(durable_server, port, capfd):
+    name = "tembo_down_waiting"
+    durable_server.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE}")
+    url = durable_server.url(name)
+    load = bp.Load()
+    try:
+        with bp.bridge_process(url, port, webhook_ack="durable") as bridge:
+            poster = threading.Thread(target=bp.post_all, args=(bridge.url, range(UPLINKS), load))
+            poster.start()
+            while len(load.answers) < UPLINKS // 4 and poster.is_alive():
+                time.sleep(0.05)
+            _stop(durable_server)  # bodies taken a moment ago still wait to be applied
+            try:
+                poster.join()
+                time.sleep(3)  # the applier tries them again every 0.5 s
+            finally:
+                _start(durable_server)
+            bp.retry_until_acknowledged(bridge.url, load, range(UPLINKS))
+            deadline = time.monotonic() + 30
+            while bp.lost_and_twice(url, load.acknowledged())["pending"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            figures = bp.lost_and_twice(url, load.acknowledged())
+    finally:
+        durable_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    said = capfd.readouterr().err
+    print(bp.report(figures))
+    assert (figures["acknowledged"], figures["lost"], figures["applied_twice"]) == (UPLINKS, 0, 0)
+    # It had been a line for every body the applier tried while the store was down (26 and 57 in two runs).
+    assert said.count("store unavailable while processing") == 1
+    assert said.count("store unavailable while applying stored bodies: bodies are kept again after") == 1

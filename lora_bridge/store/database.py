@@ -46,6 +46,10 @@ class Database:
     # with the store, read at every body it keeps (`ingest.store_raw`) and every batch (`pipeline`).
     refused_bodies: RefusalRun = field(default_factory=lambda: RefusalRun(
         logging.getLogger("lora_bridge.ingest"), "store cannot take bodies now"), repr=False)
+    # The run of stored bodies this store could not apply (`pipeline.process_raw`: each tried again later),
+    # said as the refused ones are: a line a body had hidden the first error under a restart.
+    unapplied_bodies: RefusalRun = field(default_factory=lambda: RefusalRun(
+        logging.getLogger("lora_bridge.pipeline"), "store unavailable while applying stored bodies"), repr=False)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
