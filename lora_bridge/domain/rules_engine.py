@@ -86,7 +86,7 @@ from lora_bridge.domain.rules_movement import (
     project,
 )
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
-from lora_bridge.errors import log_failure
+from lora_bridge.errors import is_transient_store_error, log_failure
 from lora_bridge.store import bulk, parts
 from lora_bridge.store.tables import (
     ActivitySummary,
@@ -613,6 +613,8 @@ def _judged_together(session: Session, runtime: RulesRuntime, collars: list[str]
                 judged[device_id] = evaluate_device(session, runtime, device_id, moved)
             write_cursors(session, moved)  # every cursor moved, in one statement
     except Exception as error:  # noqa: BLE001 - judged again collar by collar, where it is logged
+        if is_transient_store_error(error):
+            raise  # the connection or the store is gone: the batch is applied again, not judged on here
         log.info("server rules of %d collars rolled back together (%s); judged again collar by collar",
                  len(collars), type(error).__name__)
         return False
@@ -626,6 +628,8 @@ def _judged_one_by_one(session: Session, runtime: RulesRuntime, collars: list[st
             with session.begin_nested():
                 done[device_id] = evaluate_device(session, runtime, device_id)
         except Exception as error:
+            if is_transient_store_error(error):
+                raise  # not these rules' fault: the batch is applied again when the store answers
             log_failure(log, error, "server rules failed device_id=%s", device_id, context={"device_id": device_id})
 
 
