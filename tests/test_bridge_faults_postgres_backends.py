@@ -5,21 +5,12 @@ told was taken is stored and applied once, and no valid uplink is answered 500."
 from __future__ import annotations
 
 import threading
-import time
 
 import bridge_process as bp
+import postgres_faults as pf
 import pytest
 
-from tembo.local_services import PostgresServer
-
 UPLINKS = 240
-
-
-def _end_bridge_connections(server: PostgresServer, url: str) -> None:
-    """End every connection to url's database but the one asking."""
-    name = url.rsplit("/", 1)[-1]
-    server.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
 
 
 @pytest.mark.postgres
@@ -32,7 +23,7 @@ def test_connections_ended_by_an_administrator_lose_nothing_and_answer_no_500(
     def end_connections() -> None:
         rest = False
         while not stop.wait(1.5 if rest else 0.2):
-            _end_bridge_connections(postgres_server, postgres_url)
+            pf.end_bridge_connections(postgres_server, postgres_url)
             rest = not rest
 
     with bp.bridge_process(postgres_url, port, webhook_ack=ack) as bridge:
@@ -44,11 +35,7 @@ def test_connections_ended_by_an_administrator_lose_nothing_and_answer_no_500(
             stop.set()
             ender.join()
         first_answers = dict(load.answers)
-        bp.retry_until_acknowledged(bridge.url, load, range(UPLINKS))
-        deadline = time.monotonic() + 30
-        while bp.lost_and_twice(postgres_url, load.acknowledged())["pending"] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        figures = bp.lost_and_twice(postgres_url, load.acknowledged())
+        figures = pf.figures_after_retries(bridge.url, postgres_url, load, UPLINKS)
 
     statuses = sorted(set(first_answers.values()))
     print(bp.report({**figures, "statuses": statuses}))

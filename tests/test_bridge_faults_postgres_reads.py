@@ -5,17 +5,11 @@ before, not refused as if the store were unavailable."""
 from __future__ import annotations
 
 import bridge_builders as b
+import postgres_faults as pf
 import pytest
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.api import create_app
-
-
-def _end_bridge_connections(postgres_server, url: str) -> None:
-    """End every connection to url's database but the one asking."""
-    name = url.rsplit("/", 1)[-1]
-    postgres_server.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
 
 
 @pytest.mark.postgres
@@ -25,7 +19,7 @@ def test_a_rangers_read_right_after_the_connections_were_ended_is_answered(postg
         taken = client.post("/uplinks/tts", content=b.tts_uplink(b.status(), f_cnt=1), headers=b.HEADERS)
         headers = b.api_headers(bridge, "field_technician")
         before = client.get(route, headers=headers)
-        _end_bridge_connections(postgres_server, postgres_url)
+        pf.end_bridge_connections(postgres_server, postgres_url)
         after = client.get(route, headers=headers)
 
     assert taken.status_code == 200

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import bridge_process as bp
+import postgres_faults as pf
 import pytest
 
 from tembo.local_services import TEMPLATE_DATABASE, PostgresServer
@@ -49,11 +50,7 @@ def test_a_restarted_store_is_answered_503_and_loses_nothing_acknowledged(durabl
             _restart(durable_server, mode)
             poster.join()
             first_answers = dict(load.answers)
-            bp.retry_until_acknowledged(bridge.url, load, range(UPLINKS))
-            deadline = time.monotonic() + 30
-            while bp.lost_and_twice(url, load.acknowledged())["pending"] and time.monotonic() < deadline:
-                time.sleep(0.2)
-            figures = bp.lost_and_twice(url, load.acknowledged())
+            figures = pf.figures_after_retries(bridge.url, url, load, UPLINKS)
     finally:
         durable_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -93,11 +90,7 @@ def test_a_store_down_while_taken_bodies_wait_to_be_applied_is_said_once_not_onc
                 time.sleep(3)  # the applier tries them again every 0.5 s
             finally:
                 _start(durable_server)
-            bp.retry_until_acknowledged(bridge.url, load, range(UPLINKS))
-            deadline = time.monotonic() + 30
-            while bp.lost_and_twice(url, load.acknowledged())["pending"] and time.monotonic() < deadline:
-                time.sleep(0.2)
-            figures = bp.lost_and_twice(url, load.acknowledged())
+            figures = pf.figures_after_retries(bridge.url, url, load, UPLINKS)
     finally:
         durable_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
