@@ -136,8 +136,7 @@ def _applier_cpu(database_url: str, bodies: list[bytes], batch: int, profile: bo
         # each body with the event name the webhook's writer journals beside it (`event_name_of`, the
         # applier process's `Submission.event`), so that its reading is counted as the process pays it;
         # named before the warm-up, whose reading leaves no body parsed here for the applier to take
-        batches = [[Submission(SOURCE_TTS, event_name_of(SOURCE_TTS, None, body), body, "application/json")
-                    for body in bodies[first:first + batch]] for first in range(0, len(bodies), batch)]
+        batches = [_journalled(bodies[first:first + batch]) for first in range(0, len(bodies), batch)]
         bridge.warm_up()
         profiler = cProfile.Profile(time.process_time) if profile else None
         rules_failures = FailuresLogged()
@@ -151,16 +150,27 @@ def _applier_cpu(database_url: str, bodies: list[bytes], batch: int, profile: bo
             if profiler is not None:
                 profiler.disable()
             spent, system = time.process_time() - started, os.times().system - system_started
-        failed = [s for submissions in batches for s in submissions if s.error is not None or s.result is None]
-        if failed:
-            raise RuntimeError(f"{len(failed)} bodies not applied: {failed[0].error!r}")
-        if rules_failures.messages:
-            # a rule that raises is logged and its collar judged again alone: every body still applied, and
-            # the figures those of a failure's path (a draft rule's error had counted 4,433 calls an uplink)
-            raise RuntimeError(f"{len(rules_failures.messages)} rule evaluations failed during the run: "
-                               f"{rules_failures.messages[0]}")
+        _all_applied(batches, rules_failures)
     calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
     return spent, system, calls
+
+
+def _journalled(bodies: list[bytes]) -> list[Submission]:
+    """bodies as the applier process takes them from the journal: each with the event name the webhook's
+    writer journals beside it (`event_name_of`)."""
+    return [Submission(SOURCE_TTS, event_name_of(SOURCE_TTS, None, body), body, "application/json") for body in bodies]
+
+
+def _all_applied(batches: list[list[Submission]], rules_failures: FailuresLogged) -> None:
+    """Raise unless every body of batches was applied and no rule failed while they were: a rule that raises
+    is logged and its collar judged again alone, every body still applied and the figures those of a
+    failure's path (a draft rule's error had counted 4,433 calls an uplink)."""
+    failed = [s for submissions in batches for s in submissions if s.error is not None or s.result is None]
+    if failed:
+        raise RuntimeError(f"{len(failed)} bodies not applied: {failed[0].error!r}")
+    if rules_failures.messages:
+        raise RuntimeError(f"{len(rules_failures.messages)} rule evaluations failed during the run: "
+                           f"{rules_failures.messages[0]}")
 
 
 # The small batches `small_batch_costs` counts: their size (a webhook answered once applied, eight senders),
@@ -190,24 +200,19 @@ def small_batch_costs(database_url: str, bodies: list[bytes], batch: int) -> Sma
     small = bodies[first:first + SMALL_BATCH * count]
     with open_bridge(database_url, webhook_secret=BENCH_SECRET, outbox_worker=False,
                      sqlite_synchronous="NORMAL") as bridge:
-        def submissions(some: list[bytes]) -> list[Submission]:
-            return [Submission(SOURCE_TTS, event_name_of(SOURCE_TTS, None, body), body, "application/json")
-                    for body in some]
-
         bridge.warm_up()
         for start in range(0, first, batch):
-            bridge.write_batch_now(submissions(bodies[start:min(first, start + batch)]))
-        batches = [submissions(small[start:start + SMALL_BATCH]) for start in range(0, len(small), SMALL_BATCH)]
+            bridge.write_batch_now(_journalled(bodies[start:min(first, start + batch)]))
+        batches = [_journalled(small[start:start + SMALL_BATCH]) for start in range(0, len(small), SMALL_BATCH)]
         counts = count_writes(bridge.db)
         profiler = cProfile.Profile(time.process_time)
-        with as_the_applier_process_collects():
+        rules_failures = FailuresLogged()
+        with as_the_applier_process_collects(), rules_failures.watching(RULES_LOGGER):
             profiler.enable()
             for each in batches:
                 bridge.write_batch_now(each)
             profiler.disable()
-        failed = [s for each in batches for s in each if s.error is not None or s.result is None]
-        if failed:
-            raise RuntimeError(f"{len(failed)} bodies not applied: {failed[0].error!r}")
+        _all_applied(batches, rules_failures)
     calls = pstats.Stats(profiler).total_calls  # type: ignore[attr-defined]
     return SmallBatchCosts(statements=counts["statements"] / len(batches), calls=calls / len(batches))
 
